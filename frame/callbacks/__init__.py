@@ -1,0 +1,5 @@
+"""Lightning callbacks of the framework."""
+
+from frame.callbacks.samples import SampleGrid
+
+__all__ = ["SampleGrid"]

@@ -1,0 +1,74 @@
+"""What every FRAME energy provides: f(I; w) split by layer, and its statistics.
+
+A variant of the model is an energy (this interface) plus its defaults; the learning loop
+(Algorithm 1, `frame.models.base.FrameModel`) and the sampler are shared by all of them.
+
+    f(I; w) = sum_l f_l(I; w)                                    (eq. 9, 10, 20, 25)
+
+The learning step moves w along  mean_obs d f_l/dw - mean_syn d f_l/dw  (eq. 12, 21, 27),
+scaled per layer by ``gradient_scale`` (1/|D_l| where the statistic pools over positions, as
+in eq. 14 and the authors' code). ``statistics`` are the quantities whose observed and
+synthesized means are compared in the logs (``train/gap_rel``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+
+class InputSpace(Protocol):
+    """Maps user images (RGB in [0, 1]) to the space the chains live in, and back."""
+
+    def to_input(self, rgb01: Tensor) -> Tensor: ...
+
+    def from_input(self, x: Tensor) -> Tensor: ...
+
+    def input_bounds(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]: ...
+
+
+class Energy(nn.Module):
+    """Base class: subclasses define ``features``, ``layer_energies`` and ``statistics``."""
+
+    #: how user images map into the space the chains and the network live in
+    preprocessing: InputSpace
+
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        """The network responses the energy is built on, computed once per batch."""
+        raise NotImplementedError
+
+    def layer_energies(self, feats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """f_l(I; w) per image [B] for every layer l; f = sum_l f_l."""
+        raise NotImplementedError
+
+    def statistics(self, feats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-image statistics H_l(I) [B, ...] that learning matches between data and dreams."""
+        raise NotImplementedError
+
+    def gradient_scale(self, layer: str, feats: dict[str, Tensor]) -> float:
+        """Factor on layer l's contrastive gradient (1 unless the statistic pools positions)."""
+        return 1.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        """f(I; w) per image, shape [B]."""
+        return torch.stack(list(self.layer_energies(self.features(x)).values())).sum(0)
+
+    def contrastive_loss(self, feats_obs: dict[str, Tensor], feats_syn: dict[str, Tensor]) -> Tensor:
+        """A loss whose gradient w.r.t. w is minus the learning direction of eq. (13)/(14)/(27).
+
+            loss = sum_l (mean_syn scale_l f_l - mean_obs scale_l f_l)
+
+        so that a plain SGD step with learning rate gamma is exactly
+        w <- w + gamma * (mean_obs scale_l df_l/dw - mean_syn scale_l df_l/dw).
+        The scale is taken on each side, so a synthesized canvas larger than the observed
+        image still compares spatial means (eq. 14).
+        """
+        f_obs, f_syn = self.layer_energies(feats_obs), self.layer_energies(feats_syn)
+        terms = [
+            self.gradient_scale(layer, feats_syn) * f_syn[layer].float().mean()
+            - self.gradient_scale(layer, feats_obs) * f_obs[layer].float().mean()
+            for layer in f_obs
+        ]
+        return torch.stack(terms).sum()

@@ -1,0 +1,126 @@
+"""Deep FRAME energies on fixed ConvNet filters (paper, Section 4).
+
+Both variants are linear in w on top of frozen filter responses [F_k * I](x) (post-ReLU maps
+of pretrained VGG-16 layers, or any extractor with the same interface):
+
+    non-stationary   f(I; w) = sum_l sum_k sum_x w_{l,k,x} [F_{l,k} * I](x)      (eq. 9)
+    stationary       f(I; w) = sum_l sum_k w_{l,k} sum_x [F_{l,k} * I](x)        (eq. 10)
+
+Several layers l may be used at once; each has its own weights. The weights start at 0
+(Algorithm 1, step 2) and move by eq. (13) (non-stationary, per position) or eq. (14)
+(stationary: the pooled statistic is divided by |D|, i.e. it is the spatial mean).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from frame.energies.base import Energy
+
+
+class DeepFrameEnergy(Energy):
+    """f_l(I; w) = |pooled positions| * <w_l, H_l(I)>, with H_l the per-image statistic."""
+
+    def __init__(self, extractor: nn.Module) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.preprocessing = extractor.preprocessing
+        self.weights = nn.ParameterDict()
+
+    # -- what a variant defines -------------------------------------------------------------
+    def statistic(self, layer: str, feat: Tensor) -> Tensor:
+        """H_l(I) per image from the layer's filter responses [B, K, h, w]."""
+        raise NotImplementedError
+
+    def pooled_positions(self, feat: Tensor) -> int:
+        """How many positions x the statistic averages over (|D| in eq. 14; 1 if none)."""
+        raise NotImplementedError
+
+    def response_variance(self, feat: Tensor) -> Tensor:
+        """Observed variance of the responses behind each weight (for gamma ~ 1/variance)."""
+        raise NotImplementedError
+
+    # -- the shared part ----------------------------------------------------------------------
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        return self.extractor(x)
+
+    def statistics(self, feats: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {layer: self.statistic(layer, feats[layer]) for layer in self.weights}
+
+    def layer_energies(self, feats: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {
+            layer: self.pooled_positions(feats[layer]) * (self.statistic(layer, feats[layer]).float() * w).flatten(1).sum(1)
+            for layer, w in self.weights.items()
+        }
+
+    def gradient_scale(self, layer: str, feats: dict[str, Tensor]) -> float:
+        return 1.0 / self.pooled_positions(feats[layer])
+
+    @torch.no_grad()
+    def variance_preconditioner(self, feats_obs: dict[str, Tensor], eps: float = 1e-2) -> dict[str, Tensor]:
+        """Per-weight learning-rate factors proportional to 1 / observed variance (Section 5.1).
+
+        Normalised to mean 1 per layer so that the configured learning rate keeps its scale;
+        `eps` (relative to the layer's mean variance) keeps dead filters from exploding.
+        """
+        factors = {}
+        for layer in self.weights:
+            var = self.response_variance(feats_obs[layer].float())
+            inv = 1.0 / (var + eps * var.mean().clamp_min(1e-12))
+            factors[layer] = inv / inv.mean()
+        return factors
+
+
+class NonStationaryEnergy(DeepFrameEnergy):
+    """Eq. (9): a weight per filter and position, for aligned objects (Experiment 1).
+
+    Args:
+        extractor: frozen filter bank (e.g. ``frame.nets.VGG16Features``).
+        image_size: side of the (square) images; fixes the positions x of w_{k,x}.
+    """
+
+    def __init__(self, extractor: nn.Module, image_size: int) -> None:
+        super().__init__(extractor)
+        self.image_size = int(image_size)
+        for layer in extractor.layers:
+            shape = extractor.feature_shape(layer, self.image_size, self.image_size)
+            self.weights[layer] = nn.Parameter(torch.zeros(shape))
+
+    def statistic(self, layer: str, feat: Tensor) -> Tensor:
+        expected = tuple(self.weights[layer].shape)
+        if tuple(feat.shape[1:]) != expected:
+            raise ValueError(
+                f"non-stationary FRAME at {layer} has weights for maps of shape {expected} "
+                f"(image_size={self.image_size}) but got {tuple(feat.shape[1:])}: its canvas "
+                "must equal the training image size"
+            )
+        return feat
+
+    def pooled_positions(self, feat: Tensor) -> int:
+        return 1
+
+    def response_variance(self, feat: Tensor) -> Tensor:
+        return feat.var(0, unbiased=False)
+
+
+class StationaryEnergy(DeepFrameEnergy):
+    """Eq. (10): one weight per filter, pooled over all positions, for textures (Experiment 2).
+
+    The canvas the chains live on may be larger than the observed image: the statistic is the
+    spatial mean, so observed and synthesized statistics compare at any size.
+    """
+
+    def __init__(self, extractor: nn.Module) -> None:
+        super().__init__(extractor)
+        for layer in extractor.layers:
+            self.weights[layer] = nn.Parameter(torch.zeros(extractor.channels(layer)))
+
+    def statistic(self, layer: str, feat: Tensor) -> Tensor:
+        return feat.mean(dim=(-2, -1))
+
+    def pooled_positions(self, feat: Tensor) -> int:
+        return feat.shape[-2] * feat.shape[-1]
+
+    def response_variance(self, feat: Tensor) -> Tensor:
+        return feat.transpose(0, 1).flatten(1).var(1, unbiased=False)

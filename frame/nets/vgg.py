@@ -1,0 +1,177 @@
+"""Frozen VGG-16 feature extractor with named taps.
+
+The deep FRAME model puts its energy on filter responses of a pretrained
+ConvNet: the filters F_j^(l) of eq. (2), computed recursively as
+``h(sum_k w * F_k^(l-1) + b)`` with h = ReLU, i.e. the post-ReLU feature maps
+of VGG-16 (Sections 4 and 6: "the filters of the ConvNet learned by the VGG
+group on the ImageNet dataset", used via MatConvNet). Tap names follow the
+paper's / Caffe's convention: ``conv3_3`` is the ReLU output of the third conv
+of block 3, ``pool3`` the 2x2 max-pool output after it.
+
+Modules are indexed exactly like torchvision's ``vgg16().features`` so its state
+dicts load unchanged; the network is truncated after the deepest requested tap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from frame.nets.weights import VGG16_ARCH, VGG16_CFG, Layer, load_vgg16_state_dict
+
+_ARCH: dict[str, Layer] = {layer.name: layer for layer in VGG16_ARCH}
+
+#: Tap name -> index in ``vgg16().features`` of the module whose output is tapped
+#: (the ReLU after a conv, or the MaxPool itself), in depth order.
+VGG16_LAYERS: dict[str, int] = {
+    layer.name: layer.index + (1 if layer.name.startswith("conv") else 0) for layer in VGG16_ARCH
+}
+
+
+def _layer(name: str) -> Layer:
+    if name not in _ARCH:
+        raise ValueError(f"unknown VGG-16 layer {name!r}; valid layers: {', '.join(VGG16_LAYERS)}")
+    return _ARCH[name]
+
+
+def build_features(depth: int | None = None) -> nn.Sequential:
+    """``vgg16().features`` (same module indices), keeping the first ``depth`` modules."""
+    modules: list[nn.Module] = []
+    channels = 3
+    for v in VGG16_CFG:
+        if v == "M":
+            modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            modules += [nn.Conv2d(channels, int(v), kernel_size=3, padding=1), nn.ReLU(inplace=False)]
+            channels = int(v)
+    return nn.Sequential(*modules[:depth])
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Map user images (RGB in [0, 1]) to the network's input space and back.
+
+    ``x = (channel_order(rgb01) * scale - mean) / std``, with ``mean``/``std``
+    given in the network's channel order.
+    """
+
+    name: str
+    bgr: bool
+    scale: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return mean, std
+
+    def _order(self, x: Tensor) -> Tensor:  # RGB <-> BGR is its own inverse
+        return x.flip(1) if self.bgr else x
+
+    def to_input(self, rgb01: Tensor) -> Tensor:
+        mean, std = self._stats(rgb01)
+        return (self._order(rgb01) * self.scale - mean) / std
+
+    def from_input(self, x: Tensor) -> Tensor:
+        mean, std = self._stats(x)
+        return self._order((x * std + mean) / self.scale)
+
+    def input_bounds(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Images of black (0) and white (1) in input space, each [1, 3, 1, 1]."""
+        zeros = torch.zeros(1, 3, 1, 1, device=device, dtype=dtype or torch.get_default_dtype())
+        return self.to_input(zeros), self.to_input(zeros + 1)
+
+
+#: Caffe / MatConvNet VGG-16: BGR, 0-255, minus the BGR mean pixel, no std.
+CAFFE = Preprocessing("caffe", bgr=True, scale=255.0, mean=(103.939, 116.779, 123.68))
+#: torchvision: RGB, [0, 1], ImageNet mean/std.
+TORCHVISION = Preprocessing(
+    "torchvision", bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
+)
+PREPROCESSINGS: dict[str, Preprocessing] = {p.name: p for p in (CAFFE, TORCHVISION)}
+
+
+def preprocessing_for(source: str, preprocessing: str | None = None) -> Preprocessing:
+    """Explicit ``preprocessing`` name if given, else TORCHVISION for ``"torchvision"``, CAFFE otherwise."""
+    name = preprocessing or ("torchvision" if source == "torchvision" else "caffe")
+    if name not in PREPROCESSINGS:
+        raise ValueError(f"unknown preprocessing {name!r}; valid: {', '.join(PREPROCESSINGS)}")
+    return PREPROCESSINGS[name]
+
+
+# ----------------------------------------------------------------------------- extractor
+
+
+class VGG16Features(nn.Module):
+    """Frozen VGG-16 returning the post-ReLU responses F^(l) * I (eq. (2)) at named taps."""
+
+    def __init__(
+        self,
+        layers: Sequence[str] = ("conv3_3",),
+        source: str = "caffe",
+        cache_dir: str | None = None,
+        seed: int = 0,
+        preprocessing: str | None = None,
+    ) -> None:
+        super().__init__()
+        names = (layers,) if isinstance(layers, str) else tuple(layers)
+        if not names:
+            raise ValueError(f"no layers requested; valid layers: {', '.join(VGG16_LAYERS)}")
+        for name in names:
+            _layer(name)
+        self.layers: tuple[str, ...] = tuple(sorted(set(names), key=VGG16_LAYERS.__getitem__))
+        self.source = str(source)
+        self.preprocessing = preprocessing_for(self.source, preprocessing)
+        self._taps: dict[int, str] = {VGG16_LAYERS[n]: n for n in self.layers}
+
+        depth = VGG16_LAYERS[self.layers[-1]] + 1
+        self.features = build_features(depth)
+        state_dict = load_vgg16_state_dict(self.source, cache_dir=cache_dir, seed=seed)
+        self.load_state_dict({k: v for k, v in state_dict.items() if int(k.split(".")[1]) < depth})
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGG16Features:
+        """The extractor is fixed: it always stays in eval mode."""
+        return super().train(False)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """``x`` in input space (see ``to_input``) -> {tap name: [B, C, h, w]} in depth order."""
+        out: dict[str, Tensor] = {}
+        for i, module in enumerate(self.features):
+            x = module(x)
+            if i in self._taps:
+                out[self._taps[i]] = x
+        return out
+
+    def to_input(self, rgb01: Tensor) -> Tensor:
+        return self.preprocessing.to_input(rgb01)
+
+    def from_input(self, x: Tensor) -> Tensor:
+        return self.preprocessing.from_input(x)
+
+    @staticmethod
+    def channels(name: str) -> int:
+        return _layer(name).out_channels
+
+    @staticmethod
+    def min_input_size(name: str) -> int:
+        """Smallest square input giving the tap >= 1 spatial position (3x3 convs pad 1; pools floor-halve)."""
+        return 2 ** _layer(name).n_pools
+
+    @staticmethod
+    def feature_shape(name: str, h: int, w: int) -> tuple[int, int, int]:
+        layer = _layer(name)
+        return layer.out_channels, h >> layer.n_pools, w >> layer.n_pools
+
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}, source={self.source!r}, preprocessing={self.preprocessing.name!r}"

@@ -1,0 +1,68 @@
+"""Builds everything a run needs from a composed Hydra config and runs Algorithm 1."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(cfg: DictConfig | None) -> list[Any]:
+    """Instantiates every entry of a config group such as ``callbacks`` or ``logger``."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(entry) for entry in cfg.values() if entry is not None and "_target_" in entry]
+
+
+def build_model(model_cfg: DictConfig) -> pl.LightningModule:
+    """The LightningModule of ``model_cfg``; the resolved config rides along into checkpoints."""
+    container = OmegaConf.to_container(model_cfg, resolve=True)
+    return hydra.utils.instantiate(model_cfg, model_config=container)
+
+
+def prepare_wandb(cfg: DictConfig) -> None:
+    """W&B never waits for a network by default: offline unless the user asks otherwise."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg is not None and wandb_cfg.get("offline", True):
+        os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def finish_wandb() -> None:
+    """Closes the W&B run so that the next job of a Hydra multirun starts its own."""
+    try:
+        import wandb
+    except ImportError:  # pragma: no cover - wandb is a dependency
+        return
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fits the configured model; returns the last logged metrics (for sweeps and tests)."""
+    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path: no checkpoint file at {cfg.ckpt_path}")
+    pl.seed_everything(cfg.seed, workers=True)
+    prepare_wandb(cfg)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = build_model(cfg.model)
+    loggers = instantiate_group(cfg.get("logger"))
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    finally:
+        finish_wandb()
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if metrics:
+        log.info("final metrics: %s", metrics)
+    return metrics

@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny frozen filter bank with the extractor interface, for fast tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+class IdentitySpace:
+    """Chains live in the images' own space, [0, 1] RGB."""
+
+    def to_input(self, rgb01: Tensor) -> Tensor:
+        return rgb01
+
+    def from_input(self, x: Tensor) -> Tensor:
+        return x
+
+    def input_bounds(self, device, dtype):
+        return torch.zeros(1, 3, 1, 1, device=device, dtype=dtype), torch.ones(1, 3, 1, 1, device=device, dtype=dtype)
+
+
+class TinyExtractor(nn.Module):
+    """Two frozen conv+ReLU layers, 'a' (stride 1) and 'b' (stride 2), seeded."""
+
+    def __init__(self, layers=("a", "b"), seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv_a = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv_b = nn.Conv2d(4, 5, 3, stride=2, padding=1)
+        for conv in (self.conv_a, self.conv_b):
+            conv.weight.data = torch.randn(conv.weight.shape, generator=g) * 0.5
+            conv.bias.data = torch.randn(conv.bias.shape, generator=g) * 0.1
+        self.requires_grad_(False)
+        self.layers = tuple(layers)
+        self.preprocessing = IdentitySpace()
+
+    def channels(self, layer: str) -> int:
+        return {"a": 4, "b": 5}[layer]
+
+    def feature_shape(self, layer: str, h: int, w: int):
+        return (4, h, w) if layer == "a" else (5, (h + 1) // 2, (w + 1) // 2)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        a = torch.relu(self.conv_a(x))
+        b = torch.relu(self.conv_b(a))
+        return {k: v for k, v in (("a", a), ("b", b)) if k in self.layers}
+
+
+@pytest.fixture
+def tiny_extractor() -> TinyExtractor:
+    return TinyExtractor()

@@ -1,0 +1,92 @@
+"""The Langevin sampler of eq. (16)."""
+
+import pytest
+import torch
+
+from frame.sampling import LangevinSampler
+
+
+def zero_energy(x):
+    return (x * 0).flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0])
+def test_zero_weights_chains_converge_to_reference_gaussian(sigma):
+    # With w = 0, p(I; w) = q(I) = N(0, sigma^2) (eq. 8). The discretised chain of eq. (16)
+    # has stationary variance sigma^2 / (1 - delta^2 / (4 sigma^2)); check mean and variance.
+    torch.manual_seed(0)
+    delta = 0.3
+    # relaxation takes ~ 2 sigma^2 / delta^2 steps; run ten times that
+    n_steps = int(10 * 2 * sigma**2 / delta**2)
+    sampler = LangevinSampler(step_size=delta, n_steps=n_steps, sigma=sigma, precision="fp32")
+    x = sampler.sample(zero_energy, torch.full((8, 3, 16, 16), 5.0))
+    expected_var = sigma**2 / (1 - delta**2 / (4 * sigma**2))
+    assert abs(x.mean().item()) < 0.05 * sigma
+    assert x.var().item() == pytest.approx(expected_var, rel=0.05)
+
+
+def test_drift_follows_energy_gradient_without_noise():
+    # f(I) = <a, I> pulls the chain to the mode a * sigma^2 of exp(f) q.
+    a = torch.randn(1, 3, 4, 4)
+    sampler = LangevinSampler(step_size=0.5, n_steps=400, sigma=1.5, noise=False, precision="fp32")
+    x = sampler.sample(lambda x: (a * x).flatten(1).sum(1), torch.zeros(2, 3, 4, 4))
+    torch.testing.assert_close(x, (a * 1.5**2).expand(2, -1, -1, -1), atol=1e-4, rtol=1e-4)
+
+
+def test_mask_keeps_unmasked_pixels_exactly():
+    torch.manual_seed(1)
+    x0 = torch.randn(2, 3, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    mask[:, :, 2:5, 3:7] = True
+    sampler = LangevinSampler(step_size=0.3, n_steps=20, precision="fp32")
+    x = sampler.sample(lambda x: (x**2).flatten(1).sum(1), x0, mask=mask)
+    free = mask.expand_as(x0)
+    assert torch.equal(x[~free], x0[~free])
+    assert not torch.equal(x[free], x0[free])
+
+
+def test_all_missing_mask_equals_unconditional_sampling():
+    x0 = torch.randn(2, 3, 8, 8)
+    sampler = LangevinSampler(step_size=0.3, n_steps=5, precision="fp32")
+    torch.manual_seed(3)
+    a = sampler.sample(zero_energy, x0, mask=torch.ones(1, 1, 8, 8))
+    torch.manual_seed(3)
+    b = sampler.sample(zero_energy, x0)
+    assert torch.equal(a, b)
+
+
+def test_clamp_keeps_chains_inside_bounds():
+    sampler = LangevinSampler(step_size=1.0, n_steps=10, clamp=True, precision="fp32")
+    lo, hi = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    x = sampler.sample(lambda x: 10 * x.flatten(1).sum(1), torch.rand(2, 3, 8, 8), bounds=(lo, hi))
+    assert x.min() >= 0 and x.max() <= 1
+
+
+def test_weights_receive_no_gradient_while_sampling():
+    w = torch.nn.Parameter(torch.ones(3, 4, 4))
+    sampler = LangevinSampler(n_steps=3, precision="fp32")
+    sampler.sample(lambda x: (w * x).flatten(1).sum(1), torch.zeros(2, 3, 4, 4))
+    assert w.grad is None
+
+
+def test_bf16_path_keeps_chains_fp32_and_close_to_fp32():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    energy = lambda x: torch.relu(conv(x)).flatten(1).sum(1)  # noqa: E731
+    x0 = torch.randn(2, 3, 16, 16)
+    out = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        out[precision] = LangevinSampler(n_steps=3, precision=precision).sample(energy, x0)
+    assert out["bf16"].dtype == torch.float32
+    rel = (out["bf16"] - out["fp32"]).norm() / (out["fp32"] - x0).norm()
+    assert rel < 0.05
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [({"step_size": 0}, "step_size"), ({"step_size": -0.1}, "step_size"), ({"n_steps": -1}, "n_steps"),
+     ({"sigma": 0}, "sigma"), ({"precision": "fp8"}, "precision")],
+)
+def test_bad_settings_fail_naming_the_key(kwargs, key):
+    with pytest.raises(ValueError, match=f"sampler.{key}"):
+        LangevinSampler(**kwargs)
