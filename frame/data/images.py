@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -42,9 +42,12 @@ __all__ = [
     "ImageDataError",
     "SkippedImageWarning",
     "embedded_images",
+    "is_image_file",
     "list_images",
     "load_image",
     "load_images",
+    "load_readable",
+    "to_rgb",
     "to_tensor",
 ]
 

