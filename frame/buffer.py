@@ -52,34 +52,38 @@ class ChainBuffer(nn.Module):
     def n_chains(self) -> int:
         return self.chains.shape[0]
 
-    def fresh(self, n: int, observed: Tensor, to_input: Callable[[Tensor], Tensor]) -> Tensor:
+    def fresh(
+        self, n: int, observed: Tensor, to_input: Callable[[Tensor], Tensor], generator: torch.Generator | None = None
+    ) -> Tensor:
         """`n` newly initialised chains; `observed` is a batch of observed images in input space."""
         shape = (n, *self.chains.shape[1:])
         device, dtype = self.chains.device, self.chains.dtype
         if self.init == "zeros":
             return torch.zeros(shape, device=device, dtype=dtype)
         if self.init == "noise":
-            return to_input(torch.rand(shape, device=device, dtype=dtype))
+            return to_input(torch.rand(shape, device=device, dtype=dtype, generator=generator))
         if self.init == "data_mean":
             mean = observed.float().mean(0, keepdim=True)
             return _fit(mean, shape[-2:]).expand(shape).clone()
         # image_mean: each chain starts flat at the per-channel mean of one training image.
-        pick = torch.randint(observed.shape[0], (n,), device=observed.device)
+        pick = torch.randint(observed.shape[0], (n,), device=device, generator=generator).to(observed.device)
         colour = observed.float()[pick].mean(dim=(-2, -1), keepdim=True)
         return colour.to(device).expand(shape).clone()
 
     @torch.no_grad()
-    def refresh(self, observed: Tensor, to_input: Callable[[Tensor], Tensor]) -> None:
+    def refresh(
+        self, observed: Tensor, to_input: Callable[[Tensor], Tensor], generator: torch.Generator | None = None
+    ) -> None:
         """Initialise all chains on first use, then re-initialise `reinit_fraction` of them."""
         if not bool(self.initialised):
-            self.chains.copy_(self.fresh(self.n_chains, observed, to_input))
+            self.chains.copy_(self.fresh(self.n_chains, observed, to_input, generator))
             self.initialised.fill_(True)
             return
         n = math.ceil(self.reinit_fraction * self.n_chains) if self.reinit_fraction > 0 else 0
         if n == 0:
             return
-        idx = torch.randperm(self.n_chains, device=self.chains.device)[:n]
-        self.chains[idx] = self.fresh(n, observed, to_input)
+        idx = torch.randperm(self.n_chains, device=self.chains.device, generator=generator)[:n]
+        self.chains[idx] = self.fresh(n, observed, to_input, generator)
 
     @torch.no_grad()
     def update(self, chains: Tensor) -> None:

@@ -102,13 +102,14 @@ class LangevinSampler:
         fixed: Tensor | None = None,
         mask: Tensor | None = None,
         bounds: tuple[Tensor, Tensor] | None = None,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """One update of eq. (16), given df/dI at x."""
         # -U'(I) = df/dI - I / sigma^2 ; the prior term is fused into the update.
         drift = grad_f - x / self.sigma**2
         x = x + (0.5 * self.step_size**2) * drift
         if self.noise:
-            x = x + self.step_size * torch.randn_like(x)
+            x = x + self.step_size * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if self.clamp and bounds is not None:
             x = torch.maximum(torch.minimum(x, bounds[1]), bounds[0])
         if mask is not None:
@@ -123,6 +124,7 @@ class LangevinSampler:
         bounds: tuple[Tensor, Tensor] | None = None,
         n_steps: int | None = None,
         progress: bool = False,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """Runs the chains `x` for `n_steps` (default: ``self.n_steps``) steps of eq. (16).
 
@@ -133,6 +135,8 @@ class LangevinSampler:
                 others keep their value from `x` exactly (conditional sampling).
             bounds: (lo, hi) per-channel bounds used when ``clamp`` is on.
             progress: show a progress bar over the steps.
+            generator: source of the noise Z (default: torch's global generator); a model
+                owns one so that a resumed run draws the same noise as an uninterrupted one.
         Returns:
             the chains after the last step, fp32, detached.
         """
@@ -144,7 +148,7 @@ class LangevinSampler:
         steps = self.n_steps if n_steps is None else int(n_steps)
         for _ in tqdm(range(steps), desc="Langevin", disable=not progress, leave=False):
             _, grad_f = self.energy_grad(energy, x)
-            x = self.step(x, grad_f, fixed, mask, bounds)
+            x = self.step(x, grad_f, fixed, mask, bounds, generator)
         return x
 
     def __repr__(self) -> str:

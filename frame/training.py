@@ -23,8 +23,9 @@ def instantiate_group(cfg: DictConfig | None) -> list[Any]:
 
 def build_model(model_cfg: DictConfig) -> pl.LightningModule:
     """The LightningModule of ``model_cfg``; the resolved config rides along into checkpoints."""
-    container = OmegaConf.to_container(model_cfg, resolve=True)
-    return hydra.utils.instantiate(model_cfg, model_config=container)
+    model = hydra.utils.instantiate(model_cfg)
+    model.model_config = OmegaConf.to_container(model_cfg, resolve=True)
+    return model
 
 
 def prepare_wandb(cfg: DictConfig) -> None:

@@ -77,6 +77,8 @@ class FrameModel(pl.LightningModule):
         self.max_abs_energy = float(max_abs_energy)
         self.model_config = model_config
         self._lr_factors: dict[str, Tensor] | None = None
+        self._generator: torch.Generator | None = None
+        self._generator_state: dict[str, Any] | None = None
 
     # -- the image spaces --------------------------------------------------------------------
     def to_input(self, images: Tensor) -> Tensor:
@@ -90,11 +92,29 @@ class FrameModel(pl.LightningModule):
     def bounds(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.energy.preprocessing.input_bounds(x.device, x.dtype)
 
+    def noise_generator(self, device: torch.device) -> torch.Generator:
+        """The module's own random stream for the chains (noise, re-initialisation).
+
+        Kept apart from torch's global generator (which data loading also draws from) and
+        saved in checkpoints, so a resumed run draws exactly the noise the uninterrupted run
+        would have drawn. Seeded from the run's seed and offset by the process rank.
+        """
+        if self._generator is None or self._generator.device.type != device.type:
+            generator = torch.Generator(device=device)
+            saved = self._generator_state
+            if saved is not None and saved["device"] == device.type:
+                generator.set_state(saved["state"])
+            else:
+                generator.manual_seed(torch.initial_seed() + 7919 * self.global_rank)
+            self._generator = generator
+        return self._generator
+
     # -- Algorithm 1 ---------------------------------------------------------------------------
     def synthesize(self, observed: Tensor) -> Tensor:
         """Steps 3 and 5: (re)initialise the chains and run L Langevin steps on them."""
-        self.buffer.refresh(observed, self.to_input)
-        chains = self.sampler.sample(self.energy, self.buffer.chains, bounds=self.bounds(observed))
+        generator = self.noise_generator(observed.device)
+        self.buffer.refresh(observed, self.to_input, generator)
+        chains = self.sampler.sample(self.energy, self.buffer.chains, bounds=self.bounds(observed), generator=generator)
         self.buffer.update(chains)
         return chains
 
@@ -173,6 +193,11 @@ class FrameModel(pl.LightningModule):
     # -- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["frame"] = {"variant": type(self).__name__, "model_config": self.model_config}
+        if self._generator is not None:
+            checkpoint["frame"]["noise_generator"] = {
+                "device": self._generator.device.type,
+                "state": self._generator.get_state(),
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("frame", {}).get("variant")
@@ -181,3 +206,5 @@ class FrameModel(pl.LightningModule):
                 f"this checkpoint holds a {saved} model but the run builds a {type(self).__name__}: "
                 "pass the same model=... as the run that wrote it"
             )
+        self._generator_state = checkpoint.get("frame", {}).get("noise_generator")
+        self._generator = None
