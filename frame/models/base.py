@@ -45,6 +45,8 @@ class FrameModel(pl.LightningModule):
         chains: ``{"init": ..., "reinit_fraction": ...}`` for ``frame.buffer.ChainBuffer``.
         optimizer: a factory taking the parameters (Hydra ``_partial_``); plain SGD by default,
             which makes one step exactly eq. (13)/(14) with gamma = lr.
+        scheduler: optional factory taking the optimizer (Hydra ``_partial_``), stepped every
+            iteration (e.g. the paper's learning-rate decay of Section 9).
         lr_scaling: ``"none"`` or ``"obs_variance"`` (gamma inversely proportional to the
             observed variance of each statistic, Section 5.1).
         max_abs_energy: |mean f| beyond this counts as divergence.
@@ -60,6 +62,7 @@ class FrameModel(pl.LightningModule):
         canvas_size: int = 64,
         chains: dict[str, Any] | None = None,
         optimizer: OptimizerFactory | None = None,
+        scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
         lr_scaling: str = "none",
         max_abs_energy: float = 1e15,
         model_config: dict[str, Any] | None = None,
@@ -73,6 +76,7 @@ class FrameModel(pl.LightningModule):
         self.sampler = sampler
         self.buffer = ChainBuffer(n_chains, (3, int(canvas_size), int(canvas_size)), **(chains or {}))
         self.optimizer_factory = optimizer or (lambda params: torch.optim.SGD(params, lr=1e-4))
+        self.scheduler_factory = scheduler
         self.lr_scaling = lr_scaling
         self.max_abs_energy = float(max_abs_energy)
         self.model_config = model_config
@@ -146,9 +150,13 @@ class FrameModel(pl.LightningModule):
             if param.requires_grad and not torch.isfinite(param).all():
                 self.diverged(f"weights {name} became non-finite after the update")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         params = [p for p in self.energy.parameters() if p.requires_grad]
-        return self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # -- monitoring ----------------------------------------------------------------------------
     @torch.no_grad()
