@@ -470,3 +470,18 @@ def test_real_onnx_graph_matches_torch(caffe_sd):
     with torch.no_grad():
         ours = features(x).numpy()
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-2)  # |values| ~ 1e3
+
+
+def test_receptive_fields_of_the_taps():
+    # 3x3 convs add 2 * jump, 2x2 pools add 1 * jump and double the jump
+    assert VGG16Features.receptive_field("conv1_1") == 3
+    assert VGG16Features.receptive_field("conv3_3") == 40
+    assert VGG16Features.receptive_field("conv5_3") == 196
+
+
+def test_image_smaller_than_a_tap_fails_naming_key_and_layer():
+    extractor = VGG16Features(["conv1_2", "conv4_3"], source="random")
+    with pytest.raises(ValueError, match=r"data.image_size=4 is too small for VGG layer conv4_3"):
+        extractor.check_image_size(4, "data.image_size")
+    with pytest.warns(UserWarning, match="receptive field of conv4_3"):
+        extractor.check_image_size(32, "data.image_size")

@@ -26,4 +26,5 @@ class NonStationaryFrame(FrameModel):
                 f"model.canvas_size ({canvas}) must equal data.image_size ({image_size}) for the "
                 "non-stationary model: its weights w_(k,x) are tied to positions"
             )
+        extractor.check_image_size(image_size, "data.image_size")
         super().__init__(energy=NonStationaryEnergy(extractor, image_size), canvas_size=image_size, **kwargs)

@@ -30,4 +30,5 @@ class StationaryFrame(FrameModel):
                 f"model.canvas_size ({canvas}) is smaller than data.image_size ({image_size}): the "
                 "synthesized texture canvas must be at least as large as the observed image"
             )
+        extractor.check_image_size(image_size, "data.image_size")
         super().__init__(energy=StationaryEnergy(extractor), canvas_size=canvas, **kwargs)

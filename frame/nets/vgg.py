@@ -14,6 +14,8 @@ dicts load unchanged; the network is truncated after the deepest requested tap.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -167,6 +169,33 @@ class VGG16Features(nn.Module):
     def min_input_size(name: str) -> int:
         """Smallest square input giving the tap >= 1 spatial position (3x3 convs pad 1; pools floor-halve)."""
         return 2 ** _layer(name).n_pools
+
+    @staticmethod
+    def receptive_field(name: str) -> int:
+        """Side in pixels of the image patch one response of the tap sees (conv3_3: 40)."""
+        size, jump = 1, 1
+        for module in build_features(VGG16_LAYERS[name] + 1):
+            if isinstance(module, nn.Conv2d):
+                size += (module.kernel_size[0] - 1) * jump
+            elif isinstance(module, nn.MaxPool2d):
+                size += (module.kernel_size - 1) * jump
+                jump *= module.stride
+        return size
+
+    def check_image_size(self, size: int, key: str) -> None:
+        """Fails when `size` gives a tap no position; warns below a tap's receptive field."""
+        for name in self.layers:
+            if size < self.min_input_size(name):
+                raise ValueError(
+                    f"{key}={size} is too small for VGG layer {name}: it needs images of at least "
+                    f"{self.min_input_size(name)} px (its receptive field is {self.receptive_field(name)} px)"
+                )
+            if size < self.receptive_field(name):
+                warnings.warn(
+                    f"{key}={size} is smaller than the {self.receptive_field(name)} px receptive field of "
+                    f"{name}: its filters see mostly padding",
+                    stacklevel=2,
+                )
 
     @staticmethod
     def feature_shape(name: str, h: int, w: int) -> tuple[int, int, int]:
