@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,9 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+
+# The frozen filter banks stay in eval mode on purpose; Lightning warns about that at fit start.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
 
 
 def instantiate_group(cfg: DictConfig | None) -> list[Any]:

@@ -1,0 +1,100 @@
+"""Reliability: killed runs, sweeps, and bad input that fails with a message naming the culprit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from frame.checkpoint import load_model, read_checkpoint
+from frame.models import StationaryFrame
+from frame.nets import VGG16Features
+from frame.sampling import LangevinSampler
+from frame.training import train
+from tests.test_training import make_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_train(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+@pytest.mark.slow
+def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path):
+    interval = 2
+    proc = run_train("debug=fast", "logger=csv", "trainer.max_steps=10000", "data.steps_per_epoch=10000",
+                     f"callbacks.model_checkpoint.every_n_train_steps={interval}",
+                     f"paths.output_dir={tmp_path}", f"hydra.run.dir={tmp_path}")
+    samples = tmp_path / "samples"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and len(list(samples.glob("step_*.png"))) < 7:
+            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = max(int(p.stem.split("_")[1]) for p in samples.glob("step_*.png"))  # a grid per step
+    checkpoint = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")  # complete and readable
+    assert done - checkpoint["global_step"] <= interval
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if not p.name.endswith(".ckpt")]
+    model = load_model(tmp_path / "checkpoints" / "last.ckpt")
+    assert torch.isfinite(model.buffer.chains).all()
+
+
+@pytest.mark.slow
+def test_optuna_sweep_runs_three_trials_and_reports_the_best(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    proc = run_train("-m", "hparams_search=optuna_gap", "model=stationary", "data=texture", "debug=fast",
+                     "logger=wandb", f"paths.log_dir={tmp_path}")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out.decode()[-3000:]
+    results = list(tmp_path.rglob("optimization_results.yaml"))
+    assert len(results) == 1
+    best = yaml.safe_load(results[0].read_text())
+    assert set(best["best_params"]) == {"model.sampler.step_size", "model.optimizer.lr", "model.sampler.n_steps"}
+    assert 0 <= best["best_value"] < 10
+    jobs = [p for p in results[0].parent.iterdir() if p.is_dir() and p.name.isdigit()]
+    assert len(jobs) == 3
+    for job in jobs:  # each trial its own, finished, offline W&B run
+        assert len(list((job / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_texture_canvas_smaller_than_image_fails_naming_keys():
+    with pytest.raises(ValueError, match=r"model.canvas_size \(32\) is smaller than data.image_size \(64\)"):
+        StationaryFrame(VGG16Features(["conv1_2"], source="random"), image_size=64, canvas_size=32,
+                        sampler=LangevinSampler())
+
+
+def test_folder_without_images_fails_naming_it(tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        train(make_cfg(tmp_path / "run", f"data.root={tmp_path}"))
+
+
+def test_unknown_layer_fails_naming_it(tmp_path):
+    with pytest.raises(Exception, match="conv9_9"):
+        train(make_cfg(tmp_path, "model.extractor.layers=[conv9_9]"))
+
+
+def test_zero_step_size_fails_naming_the_key(tmp_path):
+    with pytest.raises(Exception, match="sampler.step_size"):
+        train(make_cfg(tmp_path, "model.sampler.step_size=0"))
+
+
+def test_truncated_checkpoint_fails_naming_the_file(tmp_path):
+    train(make_cfg(tmp_path))
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes((tmp_path / "checkpoints" / "last.ckpt").read_bytes()[:1000])
+    with pytest.raises(ValueError, match="broken.ckpt"):
+        load_model(broken)
