@@ -34,6 +34,21 @@ PRECISIONS = ("fp32", "bf16")
 EnergyFn = Callable[[Tensor], Tensor]
 
 
+def draw_noise(x: Tensor, generator: torch.Generator | None, rows: tuple[int, int] | None = None) -> Tensor:
+    """Z ~ N(0, 1) for the chains `x`.
+
+    With ``rows=(offset, total)``, `x` is rows offset..offset+len(x) of `total` chains split over
+    processes: Z is drawn for all `total` chains from a generator that every process holds in
+    the same state, and this shard's rows are kept. Each chain then sees the same noise whatever
+    the number of processes, so a multi-process run equals the single-process one.
+    """
+    if rows is None:
+        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    offset, total = rows
+    z = torch.randn((total, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
+    return z[offset : offset + x.shape[0]]
+
+
 class LangevinSampler:
     """Runs `n_steps` of eq. (16) on a batch of chains.
 
@@ -103,13 +118,14 @@ class LangevinSampler:
         mask: Tensor | None = None,
         bounds: tuple[Tensor, Tensor] | None = None,
         generator: torch.Generator | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> Tensor:
         """One update of eq. (16), given df/dI at x."""
         # -U'(I) = df/dI - I / sigma^2 ; the prior term is fused into the update.
         drift = grad_f - x / self.sigma**2
         x = x + (0.5 * self.step_size**2) * drift
         if self.noise:
-            x = x + self.step_size * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + self.step_size * draw_noise(x, generator, rows)
         if self.clamp and bounds is not None:
             x = torch.maximum(torch.minimum(x, bounds[1]), bounds[0])
         if mask is not None:
@@ -125,6 +141,7 @@ class LangevinSampler:
         n_steps: int | None = None,
         progress: bool = False,
         generator: torch.Generator | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> Tensor:
         """Runs the chains `x` for `n_steps` (default: ``self.n_steps``) steps of eq. (16).
 
@@ -148,7 +165,7 @@ class LangevinSampler:
         steps = self.n_steps if n_steps is None else int(n_steps)
         for _ in tqdm(range(steps), desc="Langevin", disable=not progress, leave=False):
             _, grad_f = self.energy_grad(energy, x)
-            x = self.step(x, grad_f, fixed, mask, bounds, generator)
+            x = self.step(x, grad_f, fixed, mask, bounds, generator, rows)
         return x
 
     def __repr__(self) -> str:

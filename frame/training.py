@@ -12,6 +12,8 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from frame.models.base import DivergenceError
+
 log = logging.getLogger(__name__)
 
 # The frozen filter banks stay in eval mode on purpose; Lightning warns about that at fit start.
@@ -51,20 +53,48 @@ def finish_wandb() -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fits the configured model; returns the last logged metrics (for sweeps and tests)."""
+    """Fits the configured model; returns the last logged metrics (for sweeps and tests).
+
+    On divergence, ``rollback.max_times`` > 0 resumes from the last good checkpoint
+    (``last.ckpt``) with the Langevin step size and the learning rate multiplied by
+    ``rollback.factor``, up to that many times; otherwise the error ends the run.
+    """
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path: no checkpoint file at {cfg.ckpt_path}")
+    rollback = cfg.get("rollback") or {}
+    max_times, factor = int(rollback.get("max_times", 0)), float(rollback.get("factor", 0.5))
+    ckpt_path, scale = cfg.get("ckpt_path"), 1.0
+    for attempt in range(max_times + 1):
+        try:
+            return fit(cfg, ckpt_path, scale)
+        except DivergenceError as err:
+            last_good = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+            if attempt == max_times or not last_good.is_file():
+                raise
+            scale *= factor
+            log.warning(
+                "%s\nRolling back to %s with the Langevin step size and learning rate times %g (%d of %d).",
+                err, last_good, scale, attempt + 1, max_times,
+            )
+            ckpt_path = str(last_good)
+    raise AssertionError("unreachable")
+
+
+def fit(cfg: DictConfig, ckpt_path: str | None, scale: float = 1.0) -> dict[str, float]:
+    """One ``Trainer.fit``; `scale` multiplies the step size and the learning rate (rollbacks)."""
     pl.seed_everything(cfg.seed, workers=True)
     prepare_wandb(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = build_model(cfg.model)
+    model.sampler.step_size *= scale
+    model.lr_scale = scale
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks"))
     trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     finally:
         finish_wandb()
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
