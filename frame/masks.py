@@ -1,0 +1,124 @@
+"""Square masks for image recovery (paper, Section 9) and the recovery-training option.
+
+A mask is a bool tensor ``[B, 1, H, W]`` with **True = missing** (the pixels the conditional
+Langevin chain moves, as ``LangevinSampler.sample(mask=...)`` expects); the others are the
+observed pixels I_notM, kept fixed.
+
+``RecoveryMasks`` is what ``FrameModel(recovery={...})`` builds from its config: on every
+training iteration it places ``n_masks`` random squares of side ``mask_size`` on each training
+image, and the model synthesizes by sampling p(I_M | I_notM; w) from that masked image
+(Section 9: "we also randomly place a mask M on each fully observed training image I, and run
+Langevin dynamics by fixing I_notM to obtain the synthesized image").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+PLACEMENTS = ("random", "center")
+
+
+def mask_side(mask_size: int | float, side: int) -> int:
+    """Side in pixels of a square: an int is pixels, a float in (0, 1] a fraction of ``side``."""
+    if isinstance(mask_size, bool) or not isinstance(mask_size, (int, float)):
+        raise ValueError(f"mask_size must be an int (pixels) or a float in (0, 1] (fraction), got {mask_size!r}")
+    if isinstance(mask_size, float):
+        if 0 < mask_size <= 1:
+            return max(1, round(mask_size * side))
+        if not mask_size.is_integer():
+            raise ValueError(f"mask_size must be whole pixels or a fraction in (0, 1], got {mask_size}")
+    pixels = int(mask_size)
+    if pixels < 1 or pixels > side:
+        raise ValueError(f"mask_size {pixels} must be between 1 and the image side {side}")
+    return pixels
+
+
+def square_masks(
+    n: int,
+    size: tuple[int, int],
+    mask_size: int | float,
+    n_masks: int = 1,
+    placement: str = "random",
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """``n`` masks ``[n, 1, H, W]`` (True = missing), each the union of ``n_masks`` squares.
+
+    ``placement="random"`` puts each square uniformly at random fully inside the image (the
+    paper's test protocol); ``"center"`` puts it in the middle (then ``n_masks`` is moot).
+    Positions are drawn from ``generator`` (on ``device``), so a seeded generator gives the
+    same masks every time.
+    """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"mask placement must be one of {PLACEMENTS}, got {placement!r}")
+    if int(n_masks) != n_masks or n_masks < 1:
+        raise ValueError(f"n_masks must be a positive integer, got {n_masks}")
+    height, width = int(size[0]), int(size[1])
+    side = mask_side(mask_size, min(height, width))
+    device = torch.device(device) if device is not None else (generator.device if generator is not None else None)
+    if placement == "center":
+        top = torch.full((n, 1), (height - side) // 2, device=device)
+        left = torch.full((n, 1), (width - side) // 2, device=device)
+    else:
+        top = torch.randint(height - side + 1, (n, int(n_masks)), generator=generator, device=device)
+        left = torch.randint(width - side + 1, (n, int(n_masks)), generator=generator, device=device)
+    rows = torch.arange(height, device=device).view(1, 1, height, 1)
+    cols = torch.arange(width, device=device).view(1, 1, 1, width)
+    top, left = top[..., None, None], left[..., None, None]  # [n, k, 1, 1]
+    inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+    return inside.any(dim=1, keepdim=True)
+
+
+def fill_missing(x: Tensor, missing: Tensor) -> Tensor:
+    """Starts the conditional chain: missing pixels set to the mean of the image's observed ones.
+
+    The conditional counterpart of Section 9's "cold start" (a constant image at the average
+    intensity of the training image); per image and channel. An image with no observed pixel
+    starts at its own mean (the caller's values), i.e. nothing is changed.
+    """
+    missing = missing.to(device=x.device, dtype=torch.bool).expand_as(x)
+    observed = (~missing).to(x.dtype)
+    count = observed.sum(dim=(-2, -1), keepdim=True)
+    mean = (x * observed).sum(dim=(-2, -1), keepdim=True) / count.clamp_min(1)
+    mean = torch.where(count > 0, mean, x.mean(dim=(-2, -1), keepdim=True))
+    return torch.where(missing, mean.expand_as(x), x)
+
+
+@dataclass(frozen=True)
+class RecoveryMasks:
+    """The ``model.recovery`` option: random square masks on every training image.
+
+    Args:
+        mask_size: side of each square, in pixels (int) or as a fraction of the image side
+            (float in (0, 1]); the paper trains with 40x40 masks on 64x64 faces (0.625).
+        n_masks: squares per image (their union is the mask).
+        placement: ``"random"`` (uniform, fully inside the image) or ``"center"``.
+    """
+
+    mask_size: int | float = 40
+    n_masks: int = 1
+    placement: str = "random"
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"model.recovery.placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if int(self.n_masks) != self.n_masks or self.n_masks < 1:
+            raise ValueError(f"model.recovery.n_masks must be a positive integer, got {self.n_masks}")
+        mask_side(self.mask_size, 10**9)  # type/range check; the side is checked against each image
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | RecoveryMasks | None) -> RecoveryMasks | None:
+        if config is None or isinstance(config, RecoveryMasks):
+            return config
+        unknown = set(config) - {"mask_size", "n_masks", "placement"}
+        if unknown:
+            raise ValueError(f"model.recovery has unknown keys {sorted(unknown)}; use mask_size, n_masks, placement")
+        return cls(**dict(config))
+
+    def sample(self, n: int, size: tuple[int, int], generator: torch.Generator | None = None, device=None) -> Tensor:
+        """``n`` masks ``[n, 1, H, W]``, True = missing."""
+        return square_masks(n, size, self.mask_size, self.n_masks, self.placement, generator, device)
