@@ -80,6 +80,8 @@ class FrameModel(pl.LightningModule):
         super().__init__()
         if lr_scaling not in LR_SCALINGS:
             raise ValueError(f"model.lr_scaling must be one of {LR_SCALINGS}, got {lr_scaling!r}")
+        if lr_scaling == "obs_variance" and not hasattr(energy, "variance_preconditioner"):
+            raise ValueError(f"model.lr_scaling=obs_variance needs an energy linear in w; {type(energy).__name__} is not")
         if not int(canvas_size) >= 1:
             raise ValueError(f"model.canvas_size must be a positive integer, got {canvas_size}")
         self.energy = energy
