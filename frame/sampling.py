@@ -104,9 +104,10 @@ class LangevinSampler:
     def energy_grad(self, energy: EnergyFn, x: Tensor) -> tuple[Tensor, Tensor]:
         """f(I; w) per chain and df/dI, without touching the weights' gradients."""
         x = x.detach().requires_grad_(True)
-        with torch.enable_grad(), self.autocast(x.device):
-            f = energy(x)
-        (grad,) = torch.autograd.grad(f.sum(), x)
+        with torch.enable_grad():  # also inside Lightning's no-grad validation/predict
+            with self.autocast(x.device):
+                f = energy(x)
+            (grad,) = torch.autograd.grad(f.sum(), x)
         return f.detach().float(), grad.float()
 
     @torch.no_grad()

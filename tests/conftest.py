@@ -46,6 +46,10 @@ class TinyExtractor(nn.Module):
     def channels(self, layer: str) -> int:
         return {"a": 4, "b": 5}[layer]
 
+    def check_image_size(self, size: int, key: str) -> None:
+        if size < 2:
+            raise ValueError(f"{key}={size} is too small")
+
     def feature_shape(self, layer: str, h: int, w: int):
         return (4, h, w) if layer == "a" else (5, (h + 1) // 2, (w + 1) // 2)
 

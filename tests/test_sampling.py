@@ -90,3 +90,14 @@ def test_bf16_path_keeps_chains_fp32_and_close_to_fp32():
 def test_bad_settings_fail_naming_the_key(kwargs, key):
     with pytest.raises(ValueError, match=f"sampler.{key}"):
         LangevinSampler(**kwargs)
+
+
+def test_sampling_works_under_no_grad():
+    # Lightning runs validation and predict without gradients; Langevin must still run there
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    energy = lambda x: torch.relu(conv(x)).flatten(1).sum(1)  # noqa: E731
+    x0 = torch.randn(2, 3, 8, 8)
+    sampler = LangevinSampler(n_steps=2, precision="fp32")
+    with torch.no_grad():
+        x = sampler.sample(energy, x0)
+    assert not torch.equal(x, x0)

@@ -1,0 +1,257 @@
+"""Table 2 of the paper on faces split by subject: our conditional Langevin recovery vs baselines.
+
+    python bench/recovery.py                                   # train (short) + evaluate
+    python bench/recovery.py --ckpt outputs/.../last.ckpt      # evaluate a trained model
+    python bench/recovery.py --train-steps 300 --n-test 200 --n-chains 4
+
+Data: ``--data`` (default ``../shared/data/faces``, Extended Yale B, ``yaleBxx_*.pgm``) split
+by subject: the first ``--train-subjects`` subjects (sorted) train, the others test; or give
+``--train-data`` and ``--test-data`` folders. Images are grey, resized and centre-cropped to
+``--image-size`` (the paper's 64).
+
+Training (unless ``--ckpt``): ``train.py``'s config with ``model=<--model>``, one random
+``--train-mask``-pixel square per training image (``model.recovery``, Section 9), batches of
+``--batch-size`` images (= the number of chains), ``--train-steps`` iterations; extra Hydra
+overrides with ``--override key=value``.
+
+Evaluation: ``--n-test`` test images drawn with ``--seed``; for each mask size (40 and 50 at
+64 px, scaled to ``--image-size``) one random square per image, drawn with a fixed seed, the
+same for every method. Error: mean |recovered - original| on the masked pixels, grey in [0, 1]
+(``frame.recovery.masked_mae``), +- its standard error over images; time: wall seconds per
+image on this machine. Prints the table, writes ``results.json`` and ``examples.png`` (rows:
+original, masked, ours, harmonic, biharmonic) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from frame.checkpoint import load_model  # noqa: E402
+from frame.data import list_images, load_images, to_tensor  # noqa: E402
+from frame.inpaint import inpaint  # noqa: E402
+from frame.masks import square_masks  # noqa: E402
+from frame.recovery import BASELINES, LABELS, available_baselines, masked_mae  # noqa: E402
+
+#: the paper's Table 2 (CelebA 64x64, 1,000 test images), for reference
+PAPER = {
+    "MRF-l2": (0.1519, 0.1847), "MRF-l1": (0.1507, 0.1841), "best interpolation (Nan4)": (0.1366, 0.1671),
+    "Ours (paper)": (0.1338, 0.1465),
+}
+SUBJECT = re.compile(r"^(yaleB\d+)_")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "faces"))
+    p.add_argument("--train-data", help="training folder (instead of splitting --data by subject)")
+    p.add_argument("--test-data", help="test folder (with --train-data)")
+    p.add_argument("--train-subjects", type=int, default=28, help="subjects used for training; the rest test")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--ckpt", help="evaluate this checkpoint instead of training")
+    p.add_argument("--model", default=None, help="model config name (default: scratch if present, else nonstationary)")
+    p.add_argument("--override", action="append", default=[], help="extra Hydra override for training (repeatable)")
+    p.add_argument("--train-steps", type=int, default=100, help="learning iterations")
+    p.add_argument("--n-train", type=int, default=None, help="use at most this many training images (random)")
+    p.add_argument("--batch-size", type=int, default=16, help="training images per iteration (= chains)")
+    p.add_argument("--train-mask", type=int, default=40, help="training mask side at 64 px (0: no recovery training)")
+    p.add_argument("--n-test", type=int, default=50, help="test images (random, fixed seed)")
+    p.add_argument("--mask-sizes", type=int, nargs="+", default=[40, 50], help="test mask sides at 64 px")
+    p.add_argument("--steps", type=int, default=None, help="Langevin steps at test (default: the model's L)")
+    p.add_argument("--n-chains", type=int, default=1, help="chains per test image, averaged")
+    p.add_argument("--no-noise", action="store_true", help="test chains without noise (descend to the mode)")
+    p.add_argument("--baselines", nargs="+", default=None, help=f"subset of {list(BASELINES)}")
+    p.add_argument("--eval-batch", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "recovery"))
+    return p.parse_args(argv)
+
+
+# -- data ----------------------------------------------------------------------------------------
+def split_by_subject(folder: Path, n_train_subjects: int) -> tuple[list[Path], list[Path], list[str], list[str]]:
+    paths = list_images(folder)
+    subjects = {}
+    for path in paths:
+        match = SUBJECT.match(path.name)
+        if match is None:
+            raise SystemExit(f"{path.name} is not named yaleBxx_...: give --train-data and --test-data folders")
+        subjects.setdefault(match.group(1), []).append(path)
+    names = sorted(subjects)
+    if not 0 < n_train_subjects < len(names):
+        raise SystemExit(f"--train-subjects must be between 1 and {len(names) - 1}")
+    train_names, test_names = names[:n_train_subjects], names[n_train_subjects:]
+    train = [p for n in train_names for p in subjects[n]]
+    test = [p for n in test_names for p in subjects[n]]
+    return train, test, train_names, test_names
+
+
+def pick(paths: list[Path], n: int | None, seed: int) -> list[Path]:
+    if n is None or n >= len(paths):
+        return paths
+    order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))[:n]
+    return [paths[i] for i in sorted(order.tolist())]
+
+
+# -- training ------------------------------------------------------------------------------------
+def default_model() -> str:
+    return "scratch" if (ROOT / "conf" / "model" / "scratch.yaml").is_file() else "nonstationary"
+
+
+def train_model(args: argparse.Namespace, train_paths: list[Path], out: Path) -> Path:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from frame.training import train
+
+    model = args.model or default_model()
+    side = round(args.train_mask * args.image_size / 64)
+    data = "faces" if (ROOT / "conf" / "data" / "faces.yaml").is_file() else "objects"
+    overrides = [
+        f"model={model}", f"data={data}", "logger=csv", f"paths.output_dir={out}",
+        f"trainer={'gpu' if args.device.startswith('cuda') else 'cpu'}",
+        f"trainer.max_steps={args.train_steps}", f"data.steps_per_epoch={args.train_steps}",
+        f"data.image_size={args.image_size}", "data.grayscale=true", "data.embedded=null",
+        f"data.batch_size={args.batch_size}", f"model.n_chains={args.batch_size}", f"seed={args.seed}",
+        f"callbacks.model_checkpoint.every_n_train_steps={max(1, args.train_steps // 4)}",
+    ]
+    if side > 0:
+        overrides.append(f"++model.recovery={{mask_size: {side}, n_masks: 1, placement: random}}")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides + list(args.override))
+    cfg.data.root = [str(p) for p in train_paths]
+    print(f"training model={model} on {len(train_paths)} images, {args.train_steps} iterations, "
+          f"batch {args.batch_size}, training masks {side}px" + (f", overrides {args.override}" if args.override else ""))
+    print(OmegaConf.to_yaml(cfg.model))
+    start = time.perf_counter()
+    metrics = train(cfg)
+    print(f"trained in {time.perf_counter() - start:.0f} s; final metrics {metrics}")
+    return out / "checkpoints" / "last.ckpt"
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+def run_ours(model, images, masks, args) -> tuple[np.ndarray, float]:
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    outs = []
+    start = time.perf_counter()
+    for i in range(0, len(images), args.eval_batch):
+        out = inpaint(
+            model, images[i : i + args.eval_batch], masks[i : i + args.eval_batch], n_steps=args.steps,
+            n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator,
+        )
+        outs.append(out.mean(1).cpu())  # grey data: the channel mean
+    seconds = time.perf_counter() - start
+    return torch.cat(outs).numpy(), seconds / len(images)
+
+
+def run_baseline(name: str, grey: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float]:
+    method = BASELINES[name]
+    start = time.perf_counter()
+    out = np.stack([method(image, mask) for image, mask in zip(grey, masks)])
+    return out, (time.perf_counter() - start) / len(grey)
+
+
+def per_image_errors(recovered: np.ndarray, grey: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    return np.array([masked_mae(r, g, m) for r, g, m in zip(recovered, grey, masks)])
+
+
+def save_examples(path: Path, grey, masks, rows: dict[str, np.ndarray], n: int = 8) -> None:
+    from torchvision.utils import save_image
+
+    n = min(n, len(grey))
+    tiles = [grey[:n], np.where(masks[:n], 1.0, grey[:n])] + [r[:n] for r in rows.values()]
+    stacked = torch.from_numpy(np.concatenate(tiles)).float()[:, None].clamp(0, 1)
+    save_image(stacked, path, nrow=n, padding=2, pad_value=1.0)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.train_data or args.test_data:
+        if not (args.train_data and args.test_data):
+            raise SystemExit("give both --train-data and --test-data")
+        train_paths, test_paths = list_images(args.train_data), list_images(args.test_data)
+        split = {"train": args.train_data, "test": args.test_data}
+    else:
+        train_paths, test_paths, train_subjects, test_subjects = split_by_subject(Path(args.data), args.train_subjects)
+        split = {"train_subjects": train_subjects, "test_subjects": test_subjects}
+    train_paths = pick(train_paths, args.n_train, args.seed)
+    test_paths = pick(test_paths, args.n_test, args.seed + 1)
+
+    ckpt = Path(args.ckpt) if args.ckpt else train_model(args, train_paths, out / "train")
+    model = load_model(ckpt, device=args.device)
+    if tuple(model.buffer.chains.shape[-2:]) != (args.image_size, args.image_size):
+        raise SystemExit(f"{ckpt} models {tuple(model.buffer.chains.shape[-2:])} images; pass --image-size to match")
+    images = to_tensor(load_images(test_paths), args.image_size, grayscale=True)
+    grey = images[:, 0].numpy().astype(np.float64)
+    names = args.baselines or available_baselines()
+    unknown = set(names) - set(available_baselines())
+    if unknown:
+        raise SystemExit(f"baselines {sorted(unknown)} are unknown or need opencv-python-headless")
+
+    steps = args.steps if args.steps is not None else model.sampler.n_steps
+    results: dict = {"settings": {**vars(args), "ckpt": str(ckpt), "split": split, "n_test": len(test_paths),
+                                  "langevin_steps": steps, "model_config": model.model_config}, "methods": {}}
+    for size64 in args.mask_sizes:
+        side = round(size64 * args.image_size / 64)
+        masks_t = square_masks(len(images), (args.image_size,) * 2, side,
+                               generator=torch.Generator().manual_seed(10_000 + args.seed + size64))
+        masks = masks_t[:, 0].numpy()
+        rows = {}
+        recovered, seconds = run_ours(model, images, masks_t, args)
+        rows["ours"] = recovered
+        for name in names:
+            rows[name], t = run_baseline(name, grey, masks)
+            results["methods"].setdefault(name, {})[f"M{size64}"] = _summary(rows[name], grey, masks, t)
+        results["methods"].setdefault("ours", {})[f"M{size64}"] = _summary(recovered, grey, masks, seconds)
+        print(f"M{size64} ({side}px masks): ours {results['methods']['ours'][f'M{size64}']['error']:.4f}")
+        if size64 == args.mask_sizes[0]:
+            save_examples(out / "examples.png", grey, masks, {k: rows[k] for k in ("ours", "harmonic", "biharmonic") if k in rows})
+    print_table(results, args)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {out / 'results.json'} and {out / 'examples.png'}")
+    return results
+
+
+def _summary(recovered, grey, masks, seconds) -> dict:
+    errors = per_image_errors(recovered, grey, masks)
+    return {"error": float(errors.mean()), "sem": float(errors.std(ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else 0.0,
+            "seconds_per_image": seconds}
+
+
+def print_table(results: dict, args: argparse.Namespace) -> None:
+    sizes = [f"M{s}" for s in args.mask_sizes]
+    s = results["settings"]
+    print(f"\nTable 2 on {s['n_test']} test faces ({args.image_size}x{args.image_size} grey), "
+          f"{s['langevin_steps']} Langevin steps x {args.n_chains} chain(s){' without noise' if args.no_noise else ''}")
+    header = "| method | " + " | ".join(f"{m} error" for m in sizes) + " | " + " | ".join(f"{m} s/img" for m in sizes) + " |"
+    print(header)
+    print("|" + "---|" * (1 + 2 * len(sizes)))
+    order = sorted(results["methods"], key=lambda k: results["methods"][k][sizes[0]]["error"])
+    for name in order:
+        row = results["methods"][name]
+        label = "Ours (FRAME, conditional Langevin)" if name == "ours" else LABELS[name]
+        errs = " | ".join(f"{row[m]['error']:.4f} +- {row[m]['sem']:.4f}" for m in sizes)
+        times = " | ".join(f"{row[m]['seconds_per_image']:.4f}" for m in sizes)
+        print(f"| {label} | {errs} | {times} |")
+    print("\npaper (CelebA, 1,000 test images): " + ", ".join(f"{k} {v[0]:.4f}/{v[1]:.4f}" for k, v in PAPER.items()))
+
+
+if __name__ == "__main__":
+    main()

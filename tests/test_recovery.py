@@ -1,0 +1,241 @@
+"""Image recovery (Section 9, Table 2): masks, training for recovery, frame-inpaint, baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from frame.checkpoint import load_model
+from frame.inpaint import MaskError, inpaint, main as inpaint_main
+from frame.masks import RecoveryMasks, fill_missing, square_masks
+from frame.energies import NonStationaryEnergy
+from frame.models import FrameModel
+from frame.recovery import BASELINES, available_baselines, masked_mae, opencv_available
+from frame.sampling import LangevinSampler
+from frame.training import train
+from tests.conftest import CONF_DIR, TinyExtractor
+
+
+# -- masks -------------------------------------------------------------------------------------
+def test_square_masks_are_squares_inside_the_image_and_seeded():
+    g = torch.Generator().manual_seed(0)
+    masks = square_masks(50, (20, 30), 7, generator=g)
+    assert masks.shape == (50, 1, 20, 30) and masks.dtype == torch.bool
+    for m in masks[:, 0]:
+        rows, cols = m.any(1).nonzero()[:, 0], m.any(0).nonzero()[:, 0]
+        assert m.sum() == 49 and len(rows) == 7 and len(cols) == 7  # one full 7x7 square
+    tops = masks[:, 0].any(2).float().argmax(1)
+    assert tops.unique().numel() > 5  # placed at random
+    again = square_masks(50, (20, 30), 7, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(masks, again)
+    centre = square_masks(1, (64, 64), 0.625, placement="center")[0, 0]  # 40/64
+    assert centre[12:52, 12:52].all() and centre.sum() == 1600
+
+
+def test_recovery_config_is_checked():
+    with pytest.raises(ValueError, match="unknown keys"):
+        RecoveryMasks.from_config({"mask_size": 4, "size": 3})
+    with pytest.raises(ValueError, match="placement"):
+        RecoveryMasks.from_config({"mask_size": 4, "placement": "corner"})
+    with pytest.raises(ValueError, match="mask_size"):
+        square_masks(1, (8, 8), 9)
+
+
+def test_fill_missing_starts_the_hole_at_the_mean_of_observed_pixels():
+    x = torch.zeros(1, 3, 4, 4)
+    x[:, :, :, :2] = 1.0  # left half 1, right half 0
+    missing = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    missing[..., 0, 0] = missing[..., 3, 3] = True
+    out = fill_missing(x, missing)
+    assert torch.equal(out[~missing.expand_as(x)], x[~missing.expand_as(x)])
+    assert torch.allclose(out[0, :, 0, 0], torch.full((3,), 7 / 14))
+
+
+# -- training for recovery -------------------------------------------------------------------
+def tiny_model(recovery, n_chains=4, size=16, n_steps=3):
+    sampler = LangevinSampler(step_size=0.3, n_steps=n_steps, precision="fp32", channels_last=False)
+    model = FrameModel(
+        energy=NonStationaryEnergy(TinyExtractor(), size), sampler=sampler, canvas_size=size, n_chains=n_chains,
+        recovery=recovery,
+    )
+    with torch.no_grad():
+        for w in model.energy.weights.values():
+            w.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    return model
+
+
+@pytest.mark.parametrize("placement", ["random", "center"])
+def test_recovery_training_keeps_unmasked_pixels_of_the_training_images(placement):
+    model = tiny_model({"mask_size": 6, "n_masks": 1, "placement": placement})
+    observed = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    synthesized = model.synthesize(observed)
+    changed = (synthesized != observed).any(1)  # [B, H, W]
+    for image in changed:
+        assert 0 < image.sum() <= 36  # only the 6x6 hole moved ...
+        rows, cols = image.any(1).nonzero()[:, 0], image.any(0).nonzero()[:, 0]
+        assert rows.max() - rows.min() < 6 and cols.max() - cols.min() < 6  # ... and it is one square
+    if placement == "center":
+        assert not changed[:, :5].any() and not changed[:, 11:].any()
+    assert torch.equal(model.buffer.chains, synthesized)  # the grids show the recovered chains
+    # the masks come from the model's own generator: a fresh model draws the same holes
+    again = tiny_model({"mask_size": 6, "placement": placement}).synthesize(observed)
+    assert torch.equal((again != observed).any(1), changed)
+
+
+def test_recovery_training_needs_one_chain_per_training_image():
+    model = tiny_model({"mask_size": 6}, n_chains=3)
+    with pytest.raises(ValueError, match="n_chains"):
+        model.synthesize(torch.rand(4, 3, 16, 16))
+
+
+# -- conditional sampling through the inpaint path --------------------------------------------
+def test_inpaint_never_changes_observed_pixels_and_all_missing_is_unconditional():
+    model = tiny_model(None, n_steps=5)
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    missing = square_masks(2, (16, 16), 8, generator=torch.Generator().manual_seed(0))
+    out = inpaint(model, images, missing, generator=torch.Generator().manual_seed(0))
+    hole = missing.expand_as(images)
+    assert torch.equal(out[~hole], images[~hole])
+    assert not torch.allclose(out[hole], images[hole])
+    averaged = inpaint(model, images, missing, n_chains=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(averaged[~hole], images[~hole])
+    # all missing: exactly the unconditional chain from the same start and noise
+    everything = torch.ones(2, 1, 16, 16, dtype=torch.bool)
+    conditional = inpaint(model, images, everything, generator=torch.Generator().manual_seed(5))
+    start = images.mean(dim=(-2, -1), keepdim=True).expand_as(images)
+    free = model.sampler.sample(model.energy, start, bounds=model.bounds(start), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(conditional, model.to_images(free))
+
+
+# -- the error measure and the baselines ------------------------------------------------------
+def test_masked_mae_on_a_hand_made_pair():
+    original = np.zeros((4, 4))
+    recovered = original.copy()
+    recovered[0, 0], recovered[0, 1], recovered[3, 3] = 0.5, -0.25, 1.0  # (3,3) is not masked
+    mask = np.zeros((4, 4), bool)
+    mask[0, :] = True
+    assert masked_mae(recovered, original, mask) == pytest.approx((0.5 + 0.25) / 4)
+    # channels and torch tensors: [3, H, W] with an [H, W] mask
+    t = torch.from_numpy(np.stack([recovered] * 3))
+    assert masked_mae(t, torch.zeros(3, 4, 4), torch.from_numpy(mask)) == pytest.approx(0.1875)
+    with pytest.raises(ValueError, match="empty"):
+        masked_mae(recovered, original, np.zeros((4, 4), bool))
+
+
+def smooth_images():
+    yy, xx = np.mgrid[0:48, 0:48] / 47.0
+    ramp = 0.2 + 0.4 * xx + 0.2 * yy
+    wave = 0.5 + 0.3 * np.sin(np.pi * xx) * np.cos(0.5 * np.pi * yy)
+    mask = np.zeros((48, 48), bool)
+    mask[14:34, 16:36] = True
+    return ramp, wave, mask
+
+
+def test_opencv_baselines_are_listed_when_cv2_is_installed():
+    names = available_baselines()
+    assert {"mean", "harmonic", "tv", "biharmonic"} <= set(names)
+    assert ("telea" in names) == opencv_available() == ("navier_stokes" in names)
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_every_baseline_fills_a_hole_in_a_smooth_image(name):
+    if name not in available_baselines():
+        pytest.skip("opencv-python-headless is not installed")
+    ramp, wave, mask = smooth_images()
+    for image in (ramp, wave, np.stack([ramp, wave, 1 - ramp], axis=-1)):
+        floor = masked_mae(BASELINES["mean"](image, mask), image, mask)  # ~0.05-0.09 here
+        out = BASELINES[name](image, mask)
+        assert out.shape == image.shape
+        keep = mask if image.ndim == 2 else np.broadcast_to(mask[..., None], image.shape)
+        assert np.array_equal(out[~keep], image[~keep])  # observed pixels untouched
+        error = masked_mae(out, image, mask)
+        if name == "mean":
+            assert error < 0.15
+        else:
+            assert error < 0.04 and error < 0.6 * floor, error
+    if name in ("harmonic", "tv", "biharmonic"):  # a linear ramp is harmonic: recovered exactly
+        assert masked_mae(BASELINES[name](ramp, mask), ramp, mask) < 1e-6
+
+
+def test_mean_fill_is_exact_on_a_constant_image():
+    image, mask = np.full((8, 8), 0.3), np.eye(8, dtype=bool)
+    assert masked_mae(BASELINES["mean"](image, mask), image, mask) < 1e-12
+
+
+# -- frame-inpaint on a tiny checkpoint ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Three steps of training for recovery (debug=fast: random VGG, 32x32, 2 chains)."""
+    out = tmp_path_factory.mktemp("recovery_run")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "debug=fast", "logger=csv", f"paths.output_dir={out}", "data.batch_size=2",
+            "model.sampler.precision=fp32", "model.recovery={mask_size: 12, n_masks: 1, placement: random}",
+        ])
+    train(cfg)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    return ckpt
+
+
+def write_inputs(folder: Path) -> dict[str, np.ndarray]:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    arrays = {
+        "grey.png": rng.integers(0, 256, (32, 32), dtype=np.uint8),
+        "wide.png": rng.integers(0, 256, (40, 56, 3), dtype=np.uint8),  # another size, colour
+        "face.pgm": rng.integers(0, 256, (48, 42), dtype=np.uint8),
+    }
+    for name, array in arrays.items():
+        Image.fromarray(array).save(folder / name)
+    return arrays
+
+
+def test_frame_inpaint_writes_same_named_outputs_keeping_observed_pixels(tiny_checkpoint, tmp_path):
+    arrays = write_inputs(tmp_path / "in")
+    model = load_model(tiny_checkpoint)
+    assert model.recovery is not None and model.recovery.mask_size == 12
+    out = tmp_path / "out"
+    inpaint_main(["--ckpt", str(tiny_checkpoint), "--input", str(tmp_path / "in"), "--out", str(out),
+                  "--mask-size", "10", "--seed", "3", "--steps", "3", "--device", "cpu"])
+    assert (out / "grid.png").is_file()
+    first = {}
+    for name, array in arrays.items():
+        got = np.asarray(Image.open(out / name))
+        assert got.shape == array.shape  # same size, grey stays grey
+        hole = np.asarray(Image.open(out / "masks" / Path(name).with_suffix(".png")).convert("L")) > 127
+        assert hole.sum() == 100
+        keep = hole if array.ndim == 2 else np.broadcast_to(hole[..., None], array.shape)
+        assert np.array_equal(got[~keep], array[~keep])
+        assert not np.array_equal(got[keep], array[keep])
+        first[name] = got
+    # the written masks, given back as files with the same seed, give the same recovery
+    again = tmp_path / "again"
+    inpaint_main(["--ckpt", str(tiny_checkpoint), "--input", str(tmp_path / "in"), "--out", str(again),
+                  "--masks", str(out / "masks"), "--seed", "3", "--steps", "3", "--device", "cpu"])
+    for name in arrays:
+        assert np.array_equal(np.asarray(Image.open(again / name)), first[name])
+
+
+def test_frame_inpaint_rejects_masks_that_do_not_match_naming_the_file(tiny_checkpoint, tmp_path):
+    write_inputs(tmp_path / "in")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "grey.png")
+    Image.fromarray(np.zeros((40, 56), np.uint8)).save(masks / "wide.png")
+    args = ["--ckpt", str(tiny_checkpoint), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+            "--masks", str(masks), "--device", "cpu"]
+    with pytest.raises(MaskError, match=r"no mask for image .*face\.pgm.*face\.png"):
+        inpaint_main(args)
+    Image.fromarray(np.zeros((42, 48), np.uint8)).save(masks / "face.png")  # transposed size
+    with pytest.raises(MaskError, match=r"mask .*face\.png is 48x42"):
+        inpaint_main(args)
+    Image.fromarray(np.full((48, 42), 128, np.uint8)).save(masks / "face.png")
+    with pytest.raises(MaskError, match=r"face\.png is not black-and-white"):
+        inpaint_main(args)
+    assert not (tmp_path / "out").exists()  # checked before anything is written
