@@ -2,5 +2,9 @@
 
 from frame.energies.base import Energy
 from frame.energies.deep_frame import DeepFrameEnergy, NonStationaryEnergy, StationaryEnergy
+from frame.energies.gconvnet import GConvNetEnergy
+from frame.energies.scratch import ScratchEnergy
 
-__all__ = ["Energy", "DeepFrameEnergy", "NonStationaryEnergy", "StationaryEnergy"]
+__all__ = [
+    "Energy", "DeepFrameEnergy", "NonStationaryEnergy", "StationaryEnergy", "GConvNetEnergy", "ScratchEnergy",
+]
