@@ -22,9 +22,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py (e.g. last.ckpt)")
     parser.add_argument("--out", default="samples.png", help="PNG grid to write")
     parser.add_argument("--n", type=int, default=16, help="number of images to draw")
-    parser.add_argument("--steps", type=int, default=None, help="Langevin steps (default: 10x the training steps)")
-    parser.add_argument("--init", choices=INITS, default="zeros",
-                        help="zeros = the mean image (Algorithm 1), noise = uniform noise, buffer = continue the saved chains")
+    parser.add_argument("--steps", type=int, default=None, help="Langevin steps (default: the model's steps per iteration)")
+    parser.add_argument("--init", choices=INITS, default="buffer",
+                        help="buffer = continue the saved chains (default), zeros = the mean image (Algorithm 1), "
+                             "noise = uniform noise; from zeros or noise give --steps many times the training's")
     parser.add_argument("--size", type=int, default=None, help="canvas side (stationary models only; default: the training canvas)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> Path:
     torch.manual_seed(args.seed)
     model = load_model(args.ckpt, device=args.device)
     chains = initial_chains(model, args.init, args.n, args.size)
-    steps = args.steps if args.steps is not None else 10 * model.sampler.n_steps
+    # The chains were learned warm-started: continuing them is the model's own sampling. Long
+    # runs from scratch show the long-run behaviour of the learned density, which can differ.
+    steps = args.steps if args.steps is not None else model.sampler.n_steps
     chains = model.sampler.sample(model.energy, chains, bounds=model.bounds(chains), n_steps=steps, progress=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
