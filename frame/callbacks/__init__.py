@@ -1,5 +1,6 @@
 """Lightning callbacks of the framework."""
 
-from frame.callbacks.samples import SampleGrid
+from frame.callbacks.detectors import DetectorMaps
+from frame.callbacks.samples import SampleGrid, publish_grid
 
-__all__ = ["SampleGrid"]
+__all__ = ["DetectorMaps", "SampleGrid", "publish_grid"]

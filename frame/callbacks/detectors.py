@@ -14,10 +14,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
+
+from frame.callbacks.samples import publish_grid
 
 
 def detector_rows(images: Tensor, maps: Tensor, max_filters: int | None = None) -> list[Tensor]:
@@ -117,12 +118,6 @@ class DetectorMaps(pl.Callback):
         n_filters = len(tiles) // (len(observed) + len(chains)) - 1
         grid = make_grid(torch.stack(tiles), nrow=n_filters + 1, padding=2, pad_value=0.5)
         folder = Path(self.dirpath or Path(trainer.default_root_dir) / "detectors")
-        folder.mkdir(parents=True, exist_ok=True)
-        save_image(grid, folder / f"step_{step:06d}.png")
+        caption = f"rows: {len(observed)} observed, then {len(chains)} synthesized; columns: image, delta_j (eq. 22), step {step}"
+        publish_grid(trainer, grid, folder, "detectors", caption)
         self._last_written = step
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(
-                    key="detectors", images=[grid], step=step,
-                    caption=[f"rows: {len(observed)} observed, then {len(chains)} synthesized; columns: image, delta_j (eq. 22), step {step}"],
-                )

@@ -24,6 +24,18 @@ def side_by_side(observed: Tensor, synthesized: Tensor, nrow: int, padding: int 
     return torch.cat([left, gap, right], dim=2)
 
 
+def publish_grid(trainer: pl.Trainer, grid: Tensor, folder: Path, key: str, caption: str) -> Path:
+    """Writes ``<folder>/step_XXXXXX.png`` and logs the grid to every W&B logger of the run."""
+    step = trainer.global_step
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step_{step:06d}.png"
+    save_image(grid, path)
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[grid], step=step, caption=[caption])
+    return path
+
+
 class SampleGrid(pl.Callback):
     """Every `every_n_steps` steps (and at the end) writes ``<dirpath>/step_XXXXXX.png``.
 
@@ -59,9 +71,5 @@ class SampleGrid(pl.Callback):
         nrow = max(1, int(len(chains) ** 0.5 + 0.5))
         grid = side_by_side(observed, chains, nrow=nrow)
         folder = Path(self.dirpath or Path(trainer.default_root_dir) / "samples")
-        folder.mkdir(parents=True, exist_ok=True)
-        save_image(grid, folder / f"step_{step:06d}.png")
+        publish_grid(trainer, grid, folder, "samples", f"observed | synthesized, step {step}")
         self._last_written = step
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key="samples", images=[grid], step=step, caption=[f"observed | synthesized, step {step}"])
