@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
+from omegaconf import OmegaConf
 
 from frame.models.base import FrameModel
+from frame.training import build_model
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -31,7 +32,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> FrameMod
     config = checkpoint["frame"].get("model_config")
     if not config:
         raise ValueError(f"{path} carries no model config; it was not written by frame's train.py")
-    model = hydra.utils.instantiate(config)
-    model.model_config = config
+    model = build_model(OmegaConf.create(config))
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval()

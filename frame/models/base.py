@@ -59,8 +59,6 @@ class FrameModel(pl.LightningModule):
             (``frame.masks.RecoveryMasks``) to train for image recovery (Section 9): each
             iteration every training image gets random square holes and its chain samples
             p(I_M | I_notM; w) from it, so ``n_chains`` must equal the batch size.
-        model_config: the config this module was built from (stored in checkpoints so that
-            ``frame-sample`` can rebuild it).
     """
 
     def __init__(
@@ -74,7 +72,6 @@ class FrameModel(pl.LightningModule):
         scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
         lr_scaling: str = "none",
         max_abs_energy: float = 1e15,
-        model_config: dict[str, Any] | None = None,
         recovery: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -91,7 +88,9 @@ class FrameModel(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.lr_scaling = lr_scaling
         self.max_abs_energy = float(max_abs_energy)
-        self.model_config = model_config
+        #: the resolved config this module was built from (``frame.training.build_model`` sets
+        #: it); stored in checkpoints so that ``frame-sample`` and friends can rebuild the model
+        self.model_config: dict[str, Any] | None = None
         self.recovery = RecoveryMasks.from_config(recovery)
         self._lr_factors: dict[str, Tensor] | None = None
         self._generator: torch.Generator | None = None
@@ -284,9 +283,8 @@ class FrameModel(pl.LightningModule):
             bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
         if not bad:
             return
-        detail = what() if callable(what) else what
         message = (
-            f"Divergence at step {self.global_step}: {detail or 'reported by another process'}. Lower the "
+            f"Divergence at step {self.global_step}: {what() or 'reported by another process'}. Lower the "
             f"learning rate (model.optimizer.lr), the Langevin step size (model.sampler.step_size="
             f"{self.sampler.step_size}) or the number of steps (model.sampler.n_steps={self.sampler.n_steps}), "
             f"or raise sigma (model.sampler.sigma={self.sampler.sigma})."
