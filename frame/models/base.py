@@ -16,6 +16,7 @@ message when the chains, energies or weights diverge.
 
 from __future__ import annotations
 
+import inspect
 import random
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -318,6 +319,16 @@ class FrameModel(pl.LightningModule):
             set_rng_states(checkpoint["frame"]["rng"])
         self._generator_state = checkpoint.get("frame", {}).get("noise_generator")
         self._generator = None
+
+
+def split_options(energy_class: type, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the options that ``energy_class``'s constructor takes, the others for ``FrameModel``).
+
+    A variant's config lists its energy's options next to the base model's (sampler, chains,
+    optimizer, ...); this keeps the variant from repeating its energy's signature.
+    """
+    names = set(inspect.signature(energy_class.__init__).parameters) - {"self"}
+    return {k: v for k, v in options.items() if k in names}, {k: v for k, v in options.items() if k not in names}
 
 
 def rng_states() -> dict[str, Any]:

@@ -8,7 +8,7 @@ from torch import nn
 
 from frame.callbacks.detectors import DetectorMaps
 from frame.energies.gconvnet import GConvNetEnergy
-from frame.models.base import FrameModel
+from frame.models.base import FrameModel, split_options
 
 
 class GConvNetFrame(FrameModel):
@@ -19,25 +19,17 @@ class GConvNetFrame(FrameModel):
 
     Args:
         extractor: frozen filters, e.g. ``VGG16Features(layers=["conv3_3"])``.
-        n_filters, kernel_size, stride, padding, pool_size, pool_stride, init_std, layer:
-            the learned layer (see ``frame.energies.gconvnet.GConvNetEnergy``).
         image_size: side of the training images; canvas_size: side of the chains (default: the same).
         detectors: keyword arguments of ``frame.callbacks.DetectorMaps`` (logs the detector maps
             of eq. 22 and each filter's activation frequency), or ``None`` to log none.
-        **kwargs: passed to ``FrameModel`` (sampler, n_chains, chains, optimizer, ...).
+        **kwargs: the learned layer's options (n_filters, kernel_size, stride, padding, pool_size,
+            pool_stride, init_std, layer: see ``frame.energies.gconvnet.GConvNetEnergy``) and
+            ``FrameModel``'s (sampler, n_chains, chains, optimizer, ...).
     """
 
     def __init__(
         self,
         extractor: nn.Module,
-        n_filters: int = 20,
-        kernel_size: int = 7,
-        stride: int = 1,
-        padding: int | None = None,
-        pool_size: int = 0,
-        pool_stride: int | None = None,
-        init_std: float = 0.01,
-        layer: str | None = None,
         image_size: int = 64,
         canvas_size: int | None = None,
         detectors: dict[str, Any] | None = None,
@@ -48,7 +40,8 @@ class GConvNetFrame(FrameModel):
                 "model.lr_scaling=obs_variance preconditions the linear weights of deep FRAME (eq. 9/10); "
                 "learned filters take their per-layer normalisation from the optimizer (e.g. Adam): use none"
             )
-        energy = GConvNetEnergy(extractor, n_filters, kernel_size, stride, padding, pool_size, pool_stride, init_std, layer)
+        energy_options, kwargs = split_options(GConvNetEnergy, kwargs)
+        energy = GConvNetEnergy(extractor, **energy_options)
         super().__init__(energy=energy, canvas_size=canvas_size or image_size, **kwargs)
         self.detectors = dict(detectors) if detectors is not None else None
 
