@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="Langevin steps at test (default: the model's L)")
     p.add_argument("--n-chains", type=int, default=1, help="chains per test image, averaged")
     p.add_argument("--no-noise", action="store_true", help="test chains without noise (descend to the mode)")
+    p.add_argument("--start", choices=["mean", "harmonic"], default=None,
+                   help="hole start in training (model.recovery.start) and test (default: mean)")
     p.add_argument("--baselines", nargs="+", default=None, help=f"subset of {list(BASELINES)}")
     p.add_argument("--eval-batch", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
@@ -129,7 +131,7 @@ def train_model(args: argparse.Namespace, train_paths: list[Path], out: Path) ->
         f"callbacks.model_checkpoint.every_n_train_steps={max(1, args.train_steps // 4)}",
     ]
     if side > 0:
-        overrides.append(f"++model.recovery={{mask_size: {side}, n_masks: 1, placement: random}}")
+        overrides.append(f"++model.recovery={{mask_size: {side}, n_masks: 1, placement: random, start: {args.start or 'mean'}}}")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides + list(args.override))
     cfg.data.root = [str(p) for p in train_paths]
@@ -150,7 +152,7 @@ def run_ours(model, images, masks, args) -> tuple[np.ndarray, float]:
     for i in range(0, len(images), args.eval_batch):
         out = inpaint(
             model, images[i : i + args.eval_batch], masks[i : i + args.eval_batch], n_steps=args.steps,
-            n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator,
+            n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator, start=args.start,
         )
         outs.append(out.mean(1).cpu())  # grey data: the channel mean
     seconds = time.perf_counter() - start

@@ -10,8 +10,9 @@ What happens to each image:
 1. it is resized (whole image, aspect not kept) to the model's canvas, and its mask with it:
    a canvas pixel counts as missing as soon as any missing pixel falls into it;
 2. the missing canvas pixels start at the mean of the observed ones (the conditional "cold
-   start") and ``--steps`` Langevin steps move only them; with ``--n-chains K`` K chains
-   are run and their images averaged;
+   start") or at their harmonic interpolation (``--start harmonic``; the default is the start
+   the model was trained for recovery with) and ``--steps`` Langevin steps move only them;
+   with ``--n-chains K`` K chains are run and their images averaged;
 3. the recovered canvas is resized back to the image's size and **only the missing pixels**
    are pasted into the original: every observed pixel of the output is the input's, exactly.
 
@@ -33,7 +34,7 @@ from torchvision.utils import save_image
 
 from frame.checkpoint import load_model
 from frame.data import list_images, load_image
-from frame.masks import fill_missing, square_masks
+from frame.masks import STARTS, fill_missing, square_masks, start_chains
 from frame.models.base import FrameModel
 
 
@@ -50,6 +51,7 @@ def inpaint(
     noise: bool | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    start: str | None = None,
 ) -> Tensor:
     """Samples the missing pixels of ``images`` from p(I_M | I_notM; w).
 
@@ -61,6 +63,8 @@ def inpaint(
         n_chains: independent chains per image whose images are averaged.
         noise: override the sampler's noise term (``False``: gradient descent on U, the mode).
         generator: source of the Langevin noise.
+        start: ``mean`` or ``harmonic`` (``frame.masks.start_chains``); default: the start the
+            model was trained for recovery with (``model.recovery.start``), else ``mean``.
     Returns:
         ``[B, 3, H, W]`` in [0, 1]; equal to ``images`` on every observed pixel, exactly.
     """
@@ -69,7 +73,9 @@ def inpaint(
     device = model.buffer.chains.device
     images = images.to(device=device, dtype=torch.float32)
     missing = missing.to(device=device, dtype=torch.bool).expand(images.shape[0], 1, *images.shape[-2:])
-    start = fill_missing(model.to_input(images), missing)
+    if start is None:
+        start = model.recovery.start if model.recovery is not None else "mean"
+    start = start_chains(model.to_input(images), missing, start, model.energy.preprocessing.from_input, model.to_input)
     sampler = model.sampler
     saved_noise = sampler.noise
     if noise is not None:
@@ -192,6 +198,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="folder for the recovered images and grid.png")
     parser.add_argument("--steps", type=int, default=None, help="Langevin steps (default: the model's training L)")
     parser.add_argument("--n-chains", type=int, default=1, help="chains per image, averaged")
+    parser.add_argument("--start", choices=STARTS, default=None,
+                        help="hole start: mean or harmonic (default: the model's recovery training start, else mean)")
     parser.add_argument("--no-noise", action="store_true", help="drop the Langevin noise (descend to the mode)")
     parser.add_argument("--grayscale", action="store_true", help="recover in grey (for models trained on grey images)")
     parser.add_argument("--grid-max", type=int, default=32, help="at most this many rows in grid.png")
@@ -230,7 +238,7 @@ def main(argv: list[str] | None = None) -> Path:
         name = path.relative_to(source)
         recovered, canvas = inpaint_image(
             model, image, missing, grayscale=args.grayscale or grey, n_steps=args.steps,
-            n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator,
+            n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator, start=args.start,
         )
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)

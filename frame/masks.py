@@ -13,6 +13,7 @@ Langevin dynamics by fixing I_notM to obtain the synthesized image").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 PLACEMENTS = ("random", "center")
+STARTS = ("mean", "harmonic")
 
 
 def mask_side(mask_size: int | float, side: int) -> int:
@@ -88,6 +90,44 @@ def fill_missing(x: Tensor, missing: Tensor) -> Tensor:
     return torch.where(missing, mean.expand_as(x), x)
 
 
+def harmonic_fill(images: Tensor, missing: Tensor) -> Tensor:
+    """Missing pixels by the harmonic interpolation of the observed ones (MRF-l2, the Laplace
+    equation on the hole, ``frame.recovery.baselines.harmonic``); ``images`` [B, C, H, W]."""
+    from frame.recovery.baselines import harmonic  # scipy, only when asked for
+
+    missing = missing.to(torch.bool).expand(images.shape[0], 1, *images.shape[-2:])
+    filled = [
+        torch.from_numpy(harmonic(image.permute(1, 2, 0).double().cpu().numpy(), hole[0].cpu().numpy())).permute(2, 0, 1)
+        for image, hole in zip(images, missing)
+    ]
+    return torch.stack(filled).to(device=images.device, dtype=images.dtype)
+
+
+def start_chains(
+    x: Tensor,
+    missing: Tensor,
+    start: str = "mean",
+    from_input: Callable[[Tensor], Tensor] | None = None,
+    to_input: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """Where the conditional chains start: the observed pixels of ``x`` (input space) and
+
+    ``mean``      the missing ones at the mean of the observed ones, in input space
+                  (``fill_missing``: the conditional "cold start");
+    ``harmonic``  the missing ones harmonically interpolated in image space ([0, 1], via
+                  ``from_input``/``to_input``), so that the chain refines the MRF-l2 recovery
+                  rather than starting from a flat hole.
+    """
+    if start not in STARTS:
+        raise ValueError(f"the recovery start must be one of {STARTS}, got {start!r}")
+    if start == "mean":
+        return fill_missing(x, missing)
+    if from_input is None or to_input is None:
+        raise ValueError("start='harmonic' needs the model's from_input and to_input")
+    filled = to_input(harmonic_fill(from_input(x.float()).clamp(0, 1), missing))
+    return torch.where(missing.to(torch.bool).expand_as(x), filled.to(x.dtype), x)
+
+
 @dataclass(frozen=True)
 class RecoveryMasks:
     """The ``model.recovery`` option: random square masks on every training image.
@@ -97,15 +137,21 @@ class RecoveryMasks:
             (float in (0, 1]); the paper trains with 40x40 masks on 64x64 faces (0.625).
         n_masks: squares per image (their union is the mask).
         placement: ``"random"`` (uniform, fully inside the image) or ``"center"``.
+        start: where the hole starts (``start_chains``): ``"mean"`` (the paper's cold start)
+            or ``"harmonic"`` (the MRF-l2 fill, which the chain then refines); ``frame-inpaint``
+            uses the same start by default.
     """
 
     mask_size: int | float = 40
     n_masks: int = 1
     placement: str = "random"
+    start: str = "mean"
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
             raise ValueError(f"model.recovery.placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if self.start not in STARTS:
+            raise ValueError(f"model.recovery.start must be one of {STARTS}, got {self.start!r}")
         if int(self.n_masks) != self.n_masks or self.n_masks < 1:
             raise ValueError(f"model.recovery.n_masks must be a positive integer, got {self.n_masks}")
         mask_side(self.mask_size, 10**9)  # type/range check; the side is checked against each image
@@ -114,9 +160,9 @@ class RecoveryMasks:
     def from_config(cls, config: dict[str, Any] | RecoveryMasks | None) -> RecoveryMasks | None:
         if config is None or isinstance(config, RecoveryMasks):
             return config
-        unknown = set(config) - {"mask_size", "n_masks", "placement"}
+        unknown = set(config) - {"mask_size", "n_masks", "placement", "start"}
         if unknown:
-            raise ValueError(f"model.recovery has unknown keys {sorted(unknown)}; use mask_size, n_masks, placement")
+            raise ValueError(f"model.recovery has unknown keys {sorted(unknown)}; use mask_size, n_masks, placement, start")
         return cls(**dict(config))
 
     def sample(self, n: int, size: tuple[int, int], generator: torch.Generator | None = None, device=None) -> Tensor:

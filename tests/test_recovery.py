@@ -12,7 +12,7 @@ from PIL import Image
 
 from frame.checkpoint import load_model
 from frame.inpaint import MaskError, inpaint, main as inpaint_main
-from frame.masks import RecoveryMasks, fill_missing, square_masks
+from frame.masks import RecoveryMasks, fill_missing, square_masks, start_chains
 from frame.energies import NonStationaryEnergy
 from frame.models import FrameModel
 from frame.recovery import BASELINES, available_baselines, masked_mae, opencv_available
@@ -44,6 +44,8 @@ def test_recovery_config_is_checked():
         RecoveryMasks.from_config({"mask_size": 4, "placement": "corner"})
     with pytest.raises(ValueError, match="mask_size"):
         square_masks(1, (8, 8), 9)
+    with pytest.raises(ValueError, match="start"):
+        RecoveryMasks.from_config({"mask_size": 4, "start": "zeros"})
 
 
 def test_fill_missing_starts_the_hole_at_the_mean_of_observed_pixels():
@@ -54,6 +56,19 @@ def test_fill_missing_starts_the_hole_at_the_mean_of_observed_pixels():
     out = fill_missing(x, missing)
     assert torch.equal(out[~missing.expand_as(x)], x[~missing.expand_as(x)])
     assert torch.allclose(out[0, :, 0, 0], torch.full((3,), 7 / 14))
+
+
+def test_harmonic_start_is_the_mrf_l2_fill_in_image_space():
+    ramp = torch.linspace(0, 1, 8).expand(1, 3, 8, 8).clone()  # harmonic: a linear ramp is exact
+    missing = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    missing[..., 2:6, 2:6] = True
+    to_input, from_input = (lambda im: im * 255 - 100), (lambda x: (x + 100) / 255)
+    x = to_input(ramp)
+    start = start_chains(x.clone().masked_fill(missing.expand_as(x), 7.0), missing, "harmonic", from_input, to_input)
+    assert torch.equal(start[~missing.expand_as(x)], x[~missing.expand_as(x)])
+    torch.testing.assert_close(start, x, atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="start"):
+        start_chains(x, missing, "biharmonic")
 
 
 # -- training for recovery -------------------------------------------------------------------
@@ -85,6 +100,16 @@ def test_recovery_training_keeps_unmasked_pixels_of_the_training_images(placemen
     # the masks come from the model's own generator: a fresh model draws the same holes
     again = tiny_model({"mask_size": 6, "placement": placement}).synthesize(observed)
     assert torch.equal((again != observed).any(1), changed)
+
+
+def test_recovery_training_from_the_harmonic_start_moves_only_the_hole():
+    model = tiny_model({"mask_size": 6, "start": "harmonic"}, n_steps=0)
+    observed = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    start = model.synthesize(observed)  # no Langevin step: the chains are the harmonic fill
+    hole = (start != observed).any(1, keepdim=True)
+    assert 0 < hole.sum() <= 4 * 36
+    torch.testing.assert_close(start, model.to_input(start_chains(
+        observed, hole, "harmonic", model.energy.preprocessing.from_input, model.to_input)), atol=1e-4, rtol=0)
 
 
 def test_recovery_training_needs_one_chain_per_training_image():

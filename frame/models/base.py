@@ -29,7 +29,7 @@ from torch import Tensor
 
 from frame.buffer import ChainBuffer
 from frame.energies.base import Energy
-from frame.masks import RecoveryMasks, fill_missing
+from frame.masks import RecoveryMasks, start_chains
 from frame.sampling import LangevinSampler
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
@@ -179,7 +179,7 @@ class FrameModel(pl.LightningModule):
         n = observed.shape[0]
         rows = (self.global_rank * n, self.world_size * n)
         missing = self.recovery.sample(rows[1], observed.shape[-2:], generator, observed.device)[rows[0] : rows[0] + n]
-        start = fill_missing(observed.float(), missing)
+        start = start_chains(observed.float(), missing, self.recovery.start, self.energy.preprocessing.from_input, self.to_input)
         chains = self.sampler.sample(
             self.energy, start, mask=missing, bounds=self.bounds(observed), generator=generator, rows=rows
         )
