@@ -6,8 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from frame.buffer import ChainBuffer
 from frame.energies import GConvNetEnergy, ScratchEnergy
-from frame.energies.scratch import FACE_NET, GreyPixels
+from frame.energies.pixels import PixelSpace
+from frame.energies.scratch import FACE_NET
 from frame.models import GConvNetFrame, ScratchFrame
 from frame.sampling import LangevinSampler
 from frame.schedules import log_decay, log_decay_factor
@@ -104,6 +106,19 @@ def test_face_net_is_the_papers_five_layers():
     torch.testing.assert_close(energy(x), (h * energy.readout_weight).flatten(1).sum(1) + energy.readout_bias)
 
 
+def test_scratch_activation_replaces_the_relu_of_eq_17():
+    layers = [{"filters": 4, "kernel": 3, "stride": 2}, {"filters": 3, "kernel": 3, "stride": 2}]
+    torch.manual_seed(0)
+    energy = ScratchEnergy(layers, image_size=8, channels=1, readout="sum", init_std=0.5, activation="leaky_relu")
+    x = torch.randn(2, 1, 8, 8)
+    h = F.leaky_relu(energy.convs[0](x), 0.2)
+    h = F.leaky_relu(energy.convs[1](h), 0.2)
+    torch.testing.assert_close(energy(x), h.sum(dim=(1, 2, 3)))
+    assert torch.equal(energy.detector_maps(x, 0), energy.convs[0](x) > 0)  # eq. (22) unchanged
+    with pytest.raises(ValueError, match="model.activation"):
+        ScratchEnergy(layers, image_size=8, activation="tanh")
+
+
 @pytest.mark.parametrize("readout", ["stationary", "sum"])
 def test_stationary_readouts_work_on_any_canvas(readout):
     energy = ScratchEnergy([{"filters": 4, "kernel": 3, "stride": 2}], image_size=8, channels=3, readout=readout)
@@ -116,7 +131,7 @@ def test_stationary_readouts_work_on_any_canvas(readout):
 
 
 def test_grey_pixel_space_round_trip():
-    space = GreyPixels()
+    space = PixelSpace(channels=1)
     rgb = torch.rand(2, 3, 5, 5)
     x = space.to_input(rgb)
     assert x.shape == (2, 1, 5, 5)
@@ -124,6 +139,38 @@ def test_grey_pixel_space_round_trip():
     torch.testing.assert_close(space.from_input(x), rgb.mean(1, keepdim=True).expand(-1, 3, -1, -1))
     lo, hi = space.input_bounds()
     torch.testing.assert_close(hi - lo, torch.full((1, 1, 1, 1), 255.0))
+
+
+def test_data_reference_mean_is_the_mean_training_image():
+    images = torch.rand(6, 3, 8, 8)
+    space = PixelSpace(channels=1, reference_mean="data", size=8, per_pixel=True)
+    with pytest.raises(RuntimeError, match="reference_mean=data"):
+        space.to_input(images)
+    space.fit(images)
+    x = space.to_input(images)
+    torch.testing.assert_close(x.mean(0), torch.zeros(1, 8, 8), atol=1e-4, rtol=0)  # q(I) centred on the data
+    torch.testing.assert_close(space.from_input(x), images.mean(1, keepdim=True).expand(-1, 3, -1, -1))
+    lo, hi = space.input_bounds()
+    assert lo.shape == (1, 1, 8, 8)
+    torch.testing.assert_close(space.from_input(lo)[:, :1], torch.zeros(1, 1, 8, 8), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="image_size"):
+        space.fit(torch.rand(2, 3, 16, 16))
+    colour = PixelSpace(channels=3, reference_mean="data")  # per channel: a mean colour, BGR
+    colour.fit(images)
+    torch.testing.assert_close(colour.mean.flatten(), images.mean(dim=(0, 2, 3)).flip(0) * 255)
+
+
+def test_image_mean_chains_are_flat_in_pixel_space_under_a_mean_image_reference():
+    images = torch.rand(4, 3, 8, 8)
+    space = PixelSpace(channels=1, reference_mean="data", size=8, per_pixel=True)
+    space.fit(images)
+    buffer = ChainBuffer(3, (1, 8, 8), init="image_mean")
+    buffer.refresh(space.to_input(images), space.to_input, torch.Generator().manual_seed(0), space.from_input)
+    pixels = space.from_input(buffer.chains)
+    assert pixels.std(dim=(-2, -1)).max() < 1e-5  # a constant image ...
+    levels = images.mean(dim=(1, 2, 3))
+    for level in pixels.mean(dim=(1, 2, 3)):  # ... at the average intensity of a training image
+        assert (levels - level).abs().min() < 1e-5
 
 
 def test_scratch_chains_have_the_nets_channels():

@@ -16,9 +16,10 @@ with the readouts
 and p(I; w) = exp(f(I; w)) q(I) / Z(w) (eq. 26). The learning gradient (eq. 27) is the observed
 minus the synthesized mean of df/dw, which autograd gives from ``contrastive_loss``.
 
-Input space. The chains live in pixel units, 0-255, minus the mean pixel of the Caffe VGG
-(``CAFFE`` for colour; its grey level 114.8 for grey images), i.e. the units of the VGG-based
-models and of the authors' MatConvNet code. The paper's Section 9 settings (Langevin step
+Input space (``frame.energies.pixels.PixelSpace``). The chains live in pixel units, 0-255,
+minus the mean of the reference distribution q(I): the Caffe VGG mean pixel (``grey``; 114.8
+for grey images), i.e. the units of the VGG-based models and of the authors' MatConvNet code,
+or the mean training image (``data``, the default of the face presets). The paper's Section 9 settings (Langevin step
 delta = 0.3, reference sigma = 1) are stated in those units: in [0, 1] or [-1, 1] a noise of
 0.3 per step would be a third of the whole grey range and drown the image, while in 0-255 units
 the prior ||I||^2 / 2 sigma^2 and the noise are mild next to df/dI of a learned net. Grey images
@@ -36,18 +37,29 @@ the analogue of eq. 13); for the stationary and sum readouts, their spatial mean
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from frame.energies.base import Energy
 from frame.energies.gconvnet import conv_out, learned_conv
-from frame.nets.vgg import CAFFE
+from frame.energies.pixels import PixelSpace
 
 READOUTS = ("dense", "stationary", "sum")
+
+#: The rectification h of eq. (17): ReLU in the paper; smooth alternatives give the Langevin
+#: dynamics a smooth df/dI (a ReLU net's f is piecewise linear in I).
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu,
+    "leaky_relu": partial(F.leaky_relu, negative_slope=0.2),
+    "elu": F.elu,
+    "softplus": F.softplus,
+    "silu": F.silu,
+}
 
 #: The paper's 5-layer face net (Section 9): four strided conv layers + a fully connected f.
 FACE_NET: tuple[dict[str, int], ...] = (
@@ -56,38 +68,6 @@ FACE_NET: tuple[dict[str, int], ...] = (
     {"filters": 256, "kernel": 5, "stride": 2},
     {"filters": 512, "kernel": 5, "stride": 2},
 )
-
-
-@dataclass(frozen=True)
-class GreyPixels:
-    """Grey images in pixel units: x = 255 * grey - mean, one channel.
-
-    ``to_input`` accepts RGB (converted to grey by the channel mean) or one-channel images;
-    ``from_input`` returns the grey image replicated to RGB, for display.
-    """
-
-    scale: float = 255.0
-    mean: float = sum(CAFFE.mean) / 3.0
-
-    def to_input(self, rgb01: Tensor) -> Tensor:
-        grey = rgb01.mean(dim=1, keepdim=True) if rgb01.shape[1] != 1 else rgb01
-        return grey * self.scale - self.mean
-
-    def from_input(self, x: Tensor) -> Tensor:
-        return ((x + self.mean) / self.scale).expand(-1, 3, -1, -1)
-
-    def input_bounds(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-        zeros = torch.zeros(1, 1, 1, 1, device=device, dtype=dtype or torch.get_default_dtype())
-        return self.to_input(zeros), self.to_input(zeros + 1)
-
-
-def input_space(channels: int):
-    """The pixel space of a from-scratch net: grey (1 channel) or Caffe colour (3 channels)."""
-    if channels == 1:
-        return GreyPixels()
-    if channels == 3:
-        return CAFFE
-    raise ValueError(f"model.channels must be 1 (grey) or 3 (colour), got {channels}")
 
 
 def _layer_spec(spec: Mapping[str, Any], index: int) -> dict[str, int]:
@@ -115,6 +95,11 @@ class ScratchEnergy(Energy):
         init_std: standard deviation of the initial weights (N(0, 0.01^2) as the authors).
         frozen_layers: the lowest `frozen_layers` conv layers are kept fixed (layer-by-layer
             growth, Section 7.3).
+        reference_mean: mean of the reference q(I) that the input space subtracts: ``grey``
+            (constant) or ``data`` (the mean training image, set by ``preprocessing.fit``).
+        activation: the rectification h of eq. (17): ``relu`` (the paper) or a smooth one
+            (``leaky_relu``, ``elu``, ``softplus``, ``silu``). The detector maps of eq. (22)
+            stay the indicators of a positive pre-activation.
     """
 
     def __init__(
@@ -125,16 +110,22 @@ class ScratchEnergy(Energy):
         readout: str = "dense",
         init_std: float = 0.01,
         frozen_layers: int = 0,
+        reference_mean: str = "grey",
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"model.readout must be one of {READOUTS}, got {readout!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
+        self.act = ACTIVATIONS[activation]
         specs = [_layer_spec(spec, i) for i, spec in enumerate(layers)]
         if not specs:
             raise ValueError("model.layers is empty: give at least one conv layer")
         if not 0 <= int(frozen_layers) <= len(specs):
             raise ValueError(f"model.frozen_layers must be in [0, {len(specs)}] (the number of layers), got {frozen_layers}")
-        self.preprocessing = input_space(int(channels))
+        self.preprocessing = PixelSpace(int(channels), reference_mean, int(image_size), per_pixel=readout == "dense")
         self.channels = int(channels)
         self.image_size = int(image_size)
         self.readout = readout
@@ -165,7 +156,7 @@ class ScratchEnergy(Energy):
         if tuple(x.shape[1:2]) != (self.channels,):
             raise ValueError(f"this net takes {self.channels}-channel images in its input space, got shape {tuple(x.shape)}")
         for conv in self.convs[: self.frozen_layers]:
-            x = torch.relu(conv(x))
+            x = self.act(conv(x))
         return {"bottom": x}
 
     def hidden(self, feats: dict[str, Tensor]) -> list[Tensor]:
@@ -174,13 +165,13 @@ class ScratchEnergy(Energy):
         for conv in self.convs[self.frozen_layers:]:
             pre = conv(x)
             out.append(pre)
-            x = torch.relu(pre)
+            x = self.act(pre)
         return out
 
     def top(self, feats: dict[str, Tensor]) -> Tensor:
         """h_L(I), the top layer's rectified responses [B, C, h, w]."""
         pre = self.hidden(feats)
-        return torch.relu(pre[-1]) if pre else feats["bottom"].float()
+        return self.act(pre[-1]) if pre else feats["bottom"].float()
 
     @torch.no_grad()
     def detector_maps(self, x: Tensor, layer: int = -1) -> Tensor:
@@ -191,7 +182,7 @@ class ScratchEnergy(Energy):
             pre = conv(h)
             if i == index:
                 return pre > 0
-            h = torch.relu(pre)
+            h = self.act(pre)
         raise AssertionError("unreachable")
 
     @property
@@ -255,4 +246,7 @@ class ScratchEnergy(Energy):
         return n
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, image_size={self.image_size}, readout={self.readout!r}, frozen_layers={self.frozen_layers}"
+        return (
+            f"channels={self.channels}, image_size={self.image_size}, readout={self.readout!r}, "
+            f"activation={self.activation!r}, frozen_layers={self.frozen_layers}"
+        )

@@ -136,7 +136,7 @@ class FrameModel(pl.LightningModule):
         generator = self.noise_generator(observed.device)
         if self.recovery is not None:
             return self.synthesize_recovery(observed, generator)
-        self.buffer.refresh(observed, self.to_input, generator)
+        self.buffer.refresh(observed, self.to_input, generator, self.energy.preprocessing.from_input)
         offset, size = self.chain_shard()
         chains = self.sampler.sample(
             self.energy, self.buffer.chains[offset : offset + size], bounds=self.bounds(observed),

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
+
+import torch
 
 from frame.buffer import ChainBuffer
 from frame.callbacks.detectors import DetectorMaps
-from frame.energies.scratch import FACE_NET, ScratchEnergy
-from frame.models.base import FrameModel
+from frame.energies.scratch import ScratchEnergy
+from frame.models.base import FrameModel, split_options
 
 
 class ScratchFrame(FrameModel):
     """Every layer learned by Algorithm 1 with eq. (27); the paper's face net by default.
 
     Args:
-        layers, channels, readout, init_std, frozen_layers: the net
-            (see ``frame.energies.scratch.ScratchEnergy``).
+        reference_mean: ``grey`` or ``data``: the mean of the reference distribution q(I) of
+            eq. (26) (see ``frame.energies.pixels``). ``data`` is the mean training image, taken
+            from the data module's images when training starts (or, without a data module
+            holding ``images``, from the first training batch, averaged over processes) and
+            saved in checkpoints.
         image_size: side of the training images; the chains have the same size for the dense
             readout (a weight per position), any size >= it for the stationary/sum readouts.
         init_from: a checkpoint of a shallower (or the same) net whose conv layers initialise
@@ -28,17 +33,15 @@ class ScratchFrame(FrameModel):
         extractor: unused: a net learned from scratch has no pretrained filters. Accepted (and
             ignored) so that overrides written for every model, such as debug=fast's
             ``model.extractor.source=random``, compose with this one too.
-        **kwargs: passed to ``FrameModel`` (sampler, n_chains, chains, optimizer, scheduler, ...).
+        **kwargs: the net's options (layers, channels, readout, init_std, frozen_layers,
+            activation: see ``frame.energies.scratch.ScratchEnergy``; the paper's face net by
+            default) and ``FrameModel``'s (sampler, n_chains, chains, optimizer, scheduler, ...).
     """
 
     def __init__(
         self,
-        layers: Sequence[Mapping[str, Any]] = FACE_NET,
         image_size: int = 64,
-        channels: int = 1,
-        readout: str = "dense",
-        init_std: float = 0.01,
-        frozen_layers: int = 0,
+        reference_mean: str = "grey",
         init_from: str | None = None,
         canvas_size: int | None = None,
         detectors: dict[str, Any] | None = None,
@@ -52,13 +55,14 @@ class ScratchFrame(FrameModel):
                 "model.lr_scaling=obs_variance preconditions the linear weights of deep FRAME (eq. 9/10); "
                 "learned filters take their per-layer normalisation from the optimizer (e.g. Adam): use none"
             )
+        energy_options, kwargs = split_options(ScratchEnergy, kwargs)
         canvas = int(canvas_size or image_size)
-        if readout == "dense" and canvas != image_size:
+        if energy_options.get("readout", "dense") == "dense" and canvas != image_size:
             raise ValueError(
                 f"model.canvas_size ({canvas}) must equal data.image_size ({image_size}) with the dense "
                 "readout: its weights w_(k,x) are tied to positions"
             )
-        energy = ScratchEnergy(layers, image_size, channels, readout, init_std, frozen_layers)
+        energy = ScratchEnergy(image_size=image_size, reference_mean=reference_mean, **energy_options)
         super().__init__(energy=energy, canvas_size=canvas, **kwargs)
         # the chains have the net's channels (1 for grey images), not the base's RGB default
         self.buffer = ChainBuffer(
@@ -69,12 +73,20 @@ class ScratchFrame(FrameModel):
         self.detectors = dict(detectors) if detectors is not None else None
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         # Before Lightning restores a resumed run's checkpoint, which then takes precedence.
+        images = getattr(self.trainer.datamodule, "images", None) if stage == "fit" else None
+        if isinstance(images, torch.Tensor):
+            self.energy.preprocessing.fit(images)
         if stage == "fit" and self.init_from:
             from frame.checkpoint import read_checkpoint  # here: frame.checkpoint imports frame.models
 
             state_dict = read_checkpoint(self.init_from)["state_dict"]
             self.energy.load_layers(state_dict)
+
+    def on_train_batch_start(self, batch: torch.Tensor, batch_idx: int) -> None:
+        if not bool(self.energy.preprocessing.fitted):  # trained without a data module's images
+            self.energy.preprocessing.fit(self.mean_over_processes(batch.float().mean(0, keepdim=True)))
 
     def configure_callbacks(self) -> list:
         return [DetectorMaps(**self.detectors)] if self.detectors is not None else []
