@@ -7,7 +7,9 @@ Trains ``experiment=scratch_faces`` on the aligned faces (Extended Yale B, ../sh
 of all subjects but the held-out ones (``--holdout``), then prints the mean and std of f(I; w) on
 up to ``--n`` training faces, the held-out subjects' faces and the natural images
 (../shared/data/natural, BSDS500), and the ROC AUC of f(I; w) as a face detector (faces
-positive, natural images negative), on training and on held-out faces.
+positive, natural images negative), on training and on held-out faces; then the same for
+log p(I; w) + log Z = f(I; w) + log q(I), the score to read when q(I) is centred on the mean
+face (``model.reference_mean=data``, see ``frame.score``).
 The training faces are given to the data module as a folder of symbolic links in the run
 directory, never copied.
 """
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from frame.checkpoint import load_model  # noqa: E402
 from frame.data.images import list_images  # noqa: E402
-from frame.score import format_table, load_folder, model_image_size, roc_auc, score_images, summary, write_csv  # noqa: E402
+from frame.score import SCORES, format_table, load_folder, model_image_size, roc_auc, score_images, summary, write_csv  # noqa: E402
 from frame.training import train  # noqa: E402
 
 
@@ -82,21 +84,22 @@ def main(argv=None) -> dict[str, float]:
         ckpt = out / "run" / "checkpoints" / "last.ckpt"
     model = load_model(ckpt)
     size, grey = model_image_size(model), model.buffer.chains.shape[1] == 1
-    results = {}
+    images = {}
     for name, folder in (("faces (train)", train_dir), ("faces (held-out)", held_dir), ("natural", args.natural)):
         if folder is not None:
-            paths, images = load_folder(folder, size, grey)
-            results[name] = (paths, score_images(model, images))
-    write_csv(results, out / "scores.csv")
-    print(format_table(results))
+            images[name] = load_folder(folder, size, grey)
     metrics = {}
-    for name in ("faces (train)", "faces (held-out)"):
-        if name in results:
-            metrics[f"auc {name}"] = roc_auc(results[name][1], results["natural"][1])
-            print(f"ROC AUC of f(I; w), {name} vs natural: {metrics[f'auc {name}']:.4f}")
-    for name, (_, scores) in results.items():
-        metrics[f"mean {name}"], metrics[f"std {name}"] = summary(scores)
-    print(f"scores: {out / 'scores.csv'}")
+    for score in SCORES:  # Table 1 as the paper (f), then the log-likelihood up to log Z
+        results = {name: (paths, score_images(model, batch, score=score)) for name, (paths, batch) in images.items()}
+        write_csv(results, out / f"scores_{score}.csv", score)
+        print(format_table(results, score))
+        for name in ("faces (train)", "faces (held-out)"):
+            if name in results:
+                metrics[f"auc {score} {name}"] = roc_auc(results[name][1], results["natural"][1])
+                print(f"ROC AUC of {SCORES[score]}, {name} vs natural: {metrics[f'auc {score} {name}']:.4f}")
+        for name, (_, scores) in results.items():
+            metrics[f"mean {score} {name}"], metrics[f"std {score} {name}"] = summary(scores)
+    print(f"scores: {out / 'scores_f.csv'}, {out / 'scores_log_p.csv'}")
     return metrics
 
 

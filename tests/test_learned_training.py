@@ -75,6 +75,19 @@ def test_scratch_checkpoint_round_trip(scratch_run):
     assert torch.isfinite(f).all() and f.abs().sum() > 0
 
 
+def test_scratch_reference_mean_is_the_training_images_mean_and_is_checkpointed(scratch_run):
+    """model.reference_mean=data (the default): q(I) is centred on the mean training face, taken
+    from the data module when training starts and restored from the checkpoint."""
+    from frame.data.images import embedded_images, to_tensor
+
+    restored = load_model(scratch_run / "checkpoints" / "last.ckpt")
+    space = restored.energy.preprocessing
+    assert space.reference_mean == "data" and bool(space.fitted) and space.mean.shape == (1, 1, 16, 16)
+    faces = to_tensor(embedded_images("lfw_faces"), 16, grayscale=True)
+    torch.testing.assert_close(space.mean, faces[:, :1].mean(0, keepdim=True) * 255)
+    assert space.mean.std() > 1.0  # an image (the mean face), not a constant
+
+
 def test_gconvnet_run_on_tiny_images_lowers_the_gap(tmp_path):
     train(make_cfg(
         tmp_path, "model=gconvnet", "data=texture", "model.extractor.layers=[conv1_2]", "model.n_filters=4",
@@ -142,3 +155,12 @@ def test_frame_score_writes_f_per_image_and_prints_the_table(scratch_run, tmp_pa
     assert len(results[str(folders[1])][1]) == 3
     printed = capsys.readouterr().out
     assert "mean" in printed and "std" in printed and "bright" in printed
+    # --score log_p: f(I; w) + log q(I), with log q = -||x||^2 / 2 sigma^2 on the input x
+    score_main(["--ckpt", str(scratch_run / "checkpoints" / "last.ckpt"), "--input", str(folders[0]),
+                "--out", str(out), "--device", "cpu", "--score", "log_p"])
+    with open(out) as handle:
+        first = next(csv.DictReader(handle))
+    x = model.to_input(image)
+    log_q = -(x.double() ** 2).sum().item() / (2 * model.sampler.sigma**2)
+    assert log_q < 0 and float(first["log_p"]) == pytest.approx(expected + log_q, rel=1e-5)
+    assert "log p(I; w)" in capsys.readouterr().out
