@@ -124,7 +124,10 @@ def start_chains(
         return fill_missing(x, missing)
     if from_input is None or to_input is None:
         raise ValueError("start='harmonic' needs the model's from_input and to_input")
-    filled = to_input(harmonic_fill(from_input(x.float()).clamp(0, 1), missing))
+    images = from_input(x.float()).clamp(0, 1)
+    if x.shape[1] == 1:  # grey chains: from_input repeats the grey in RGB; solve once, not 3 times
+        images = images[:, :1]
+    filled = to_input(harmonic_fill(images, missing))
     return torch.where(missing.to(torch.bool).expand_as(x), filled.to(x.dtype), x)
 
 

@@ -69,6 +69,16 @@ def test_harmonic_start_is_the_mrf_l2_fill_in_image_space():
     torch.testing.assert_close(start, x, atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="start"):
         start_chains(x, missing, "biharmonic")
+    # grey chains (a from-scratch net's pixel space): the fill of the grey image itself
+    from frame.energies.pixels import PixelSpace
+    from frame.recovery.baselines import harmonic
+
+    space = PixelSpace(channels=1, reference_mean="data", size=8, per_pixel=True)
+    grey = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    space.fit(grey)
+    start = start_chains(space.to_input(grey), missing, "harmonic", space.from_input, space.to_input)
+    expected = harmonic(grey[0].mean(0).double().numpy(), missing[0, 0].numpy())
+    torch.testing.assert_close(space.from_input(start)[0, 0].double(), torch.from_numpy(expected), atol=1e-4, rtol=0)
 
 
 # -- training for recovery -------------------------------------------------------------------
