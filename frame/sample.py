@@ -14,7 +14,7 @@ from torchvision.utils import save_image
 
 from frame.checkpoint import load_model
 
-INITS = ("zeros", "noise", "buffer")
+INITS = ("zeros", "noise", "buffer", "flat")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,8 +24,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=16, help="number of images to draw")
     parser.add_argument("--steps", type=int, default=None, help="Langevin steps (default: the model's steps per iteration)")
     parser.add_argument("--init", choices=INITS, default="buffer",
-                        help="buffer = continue the saved chains (default), zeros = the mean image (Algorithm 1), "
-                             "noise = uniform noise; from zeros or noise give --steps many times the training's")
+                        help="buffer = continue the saved chains (default), flat = a constant image at the mean "
+                             "intensity of q(I)'s mean (Section 9's cold start; every chain starts alike), zeros = the "
+                             "mean of q(I) (Algorithm 1), noise = uniform noise; from zeros or noise give --steps many "
+                             "times the training's")
     parser.add_argument("--size", type=int, default=None, help="canvas side (stationary models only; default: the training canvas)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -42,7 +44,12 @@ def initial_chains(model, init: str, n: int, size: int | None) -> torch.Tensor:
     shape = (n, saved.shape[1], size or saved.shape[-2], size or saved.shape[-1])
     if init == "zeros":
         return torch.zeros(shape, device=saved.device)
+    if init == "flat":  # the mean image of q(I) shown as an image, then its mean intensity everywhere
+        mean_image = model.to_images(torch.zeros(1, *saved.shape[1:], device=saved.device))
+        level = mean_image.mean(dim=(-2, -1), keepdim=True).expand(n, -1, *shape[-2:])
+        return model.to_input(level)
     return model.to_input(torch.rand(shape, device=saved.device))
+
 
 
 def main(argv: list[str] | None = None) -> Path:

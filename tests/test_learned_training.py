@@ -164,3 +164,17 @@ def test_frame_score_writes_f_per_image_and_prints_the_table(scratch_run, tmp_pa
     log_q = -(x.double() ** 2).sum().item() / (2 * model.sampler.sigma**2)
     assert log_q < 0 and float(first["log_p"]) == pytest.approx(expected + log_q, rel=1e-5)
     assert "log p(I; w)" in capsys.readouterr().out
+
+
+def test_frame_sample_cold_starts_a_cold_start_model_from_a_flat_image(scratch_run, tmp_path):
+    from frame.sample import initial_chains
+    from frame.sample import main as sample_main
+
+    ckpt = scratch_run / "checkpoints" / "last.ckpt"
+    model = load_model(ckpt)
+    start = model.to_images(initial_chains(model, "flat", 3, None))
+    mean_face = model.energy.preprocessing.mean / 255
+    torch.testing.assert_close(start, mean_face.mean().expand_as(start), atol=1e-5, rtol=0)
+    sample_main(["--ckpt", str(ckpt), "--out", str(tmp_path / "s.png"), "--n", "2", "--steps", "0", "--save-chains",
+                 "--init", "flat"])
+    torch.testing.assert_close(model.to_images(torch.load(tmp_path / "s.pt", weights_only=True)), start[:2], atol=1e-5, rtol=0)
