@@ -11,6 +11,7 @@ from frame.energies import GConvNetEnergy, ScratchEnergy
 from frame.energies.pixels import PixelSpace
 from frame.energies.scratch import FACE_NET
 from frame.models import GConvNetFrame, ScratchFrame
+from frame.nets.vgg import CAFFE
 from frame.sampling import LangevinSampler
 from frame.schedules import log_decay, log_decay_factor
 from frame.score import roc_auc
@@ -158,6 +159,19 @@ def test_data_reference_mean_is_the_mean_training_image():
     colour = PixelSpace(channels=3, reference_mean="data")  # per channel: a mean colour, BGR
     colour.fit(images)
     torch.testing.assert_close(colour.mean.flatten(), images.mean(dim=(0, 2, 3)).flip(0) * 255)
+
+
+def test_scratch_checkpoints_without_a_saved_reference_mean_still_load():
+    """Checkpoints from before model.reference_mean (grey input space, no saved mean) load as grey."""
+    energy = ScratchEnergy([{"filters": 2, "kernel": 3}], image_size=8)
+    old = {k: v for k, v in energy.state_dict().items() if not k.startswith("preprocessing.")}
+    fresh = ScratchEnergy([{"filters": 2, "kernel": 3}], image_size=8)
+    fresh.load_state_dict(old)  # strict
+    torch.testing.assert_close(fresh.convs[0].weight, energy.convs[0].weight)
+    torch.testing.assert_close(fresh.preprocessing.mean, torch.full((1, 1, 1, 1), sum(CAFFE.mean) / 3))
+    data = ScratchEnergy([{"filters": 2, "kernel": 3}], image_size=8, reference_mean="data")
+    with pytest.raises(RuntimeError, match="preprocessing.mean"):  # a data mean cannot be guessed
+        data.load_state_dict(old)
 
 
 def test_image_mean_chains_are_flat_in_pixel_space_under_a_mean_image_reference():

@@ -113,5 +113,13 @@ class PixelSpace(nn.Module):
         self.mean.copy_(pixels.to(self.mean))
         self.fitted.fill_(True)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Checkpoints written before the reference mean was saved (frame <= session 1) used the
+        # constant grey: a ``grey`` space keeps its own constant for them.
+        if self.reference_mean == "grey":
+            for name in ("mean", "fitted"):
+                state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, reference_mean={self.reference_mean!r}, mean_shape={tuple(self.mean.shape)}"
