@@ -18,10 +18,13 @@ Initialisations (``init``):
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from frame.energies.base import InputSpace
 
 CHAIN_INITS = ("zeros", "noise", "data_mean", "image_mean")
 
@@ -52,56 +55,40 @@ class ChainBuffer(nn.Module):
     def n_chains(self) -> int:
         return self.chains.shape[0]
 
-    def fresh(
-        self,
-        n: int,
-        observed: Tensor,
-        to_input: Callable[[Tensor], Tensor],
-        generator: torch.Generator | None = None,
-        from_input: Callable[[Tensor], Tensor] | None = None,
-    ) -> Tensor:
+    def fresh(self, n: int, observed: Tensor, space: InputSpace, generator: torch.Generator | None = None) -> Tensor:
         """`n` newly initialised chains; `observed` is a batch of observed images in input space.
 
-        `to_input` maps images (RGB in [0, 1]) to input space and `from_input` back; with
-        `from_input`, ``image_mean`` chains are flat in pixel space (the paper's constant image),
-        also when the input space subtracts a mean image.
+        `space` maps images (RGB in [0, 1]) to input space and back; ``image_mean`` chains are
+        flat in pixel space (the paper's constant image), also when the input space subtracts a
+        mean image.
         """
         shape = (n, *self.chains.shape[1:])
         device, dtype = self.chains.device, self.chains.dtype
         if self.init == "zeros":
             return torch.zeros(shape, device=device, dtype=dtype)
         if self.init == "noise":
-            return to_input(torch.rand(shape, device=device, dtype=dtype, generator=generator))
+            return space.to_input(torch.rand(shape, device=device, dtype=dtype, generator=generator))
         if self.init == "data_mean":
             mean = observed.float().mean(0, keepdim=True)
             return _fit(mean, shape[-2:]).expand(shape).clone()
         # image_mean: each chain starts flat at the per-channel mean of one training image.
         pick = torch.randint(observed.shape[0], (n,), device=device, generator=generator).to(observed.device)
-        if from_input is None:
-            colour = observed.float()[pick].mean(dim=(-2, -1), keepdim=True)
-            return colour.to(device).expand(shape).clone()
-        images = from_input(observed.float()[pick])
+        images = space.from_input(observed.float()[pick])
         flat = images.mean(dim=(-2, -1), keepdim=True).expand(-1, -1, *shape[-2:])
-        return to_input(flat).to(device=device, dtype=dtype).expand(shape).clone()
+        return space.to_input(flat).to(device=device, dtype=dtype).expand(shape).clone()
 
     @torch.no_grad()
-    def refresh(
-        self,
-        observed: Tensor,
-        to_input: Callable[[Tensor], Tensor],
-        generator: torch.Generator | None = None,
-        from_input: Callable[[Tensor], Tensor] | None = None,
-    ) -> None:
+    def refresh(self, observed: Tensor, space: InputSpace, generator: torch.Generator | None = None) -> None:
         """Initialise all chains on first use, then re-initialise `reinit_fraction` of them."""
         if not bool(self.initialised):
-            self.chains.copy_(self.fresh(self.n_chains, observed, to_input, generator, from_input))
+            self.chains.copy_(self.fresh(self.n_chains, observed, space, generator))
             self.initialised.fill_(True)
             return
         n = math.ceil(self.reinit_fraction * self.n_chains) if self.reinit_fraction > 0 else 0
         if n == 0:
             return
         idx = torch.randperm(self.n_chains, device=self.chains.device, generator=generator)[:n]
-        self.chains[idx] = self.fresh(n, observed, to_input, generator, from_input)
+        self.chains[idx] = self.fresh(n, observed, space, generator)
 
     @torch.no_grad()
     def update(self, chains: Tensor) -> None:

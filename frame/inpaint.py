@@ -75,7 +75,7 @@ def inpaint(
     missing = missing.to(device=device, dtype=torch.bool).expand(images.shape[0], 1, *images.shape[-2:])
     if start is None:
         start = model.recovery.start if model.recovery is not None else "mean"
-    start = start_chains(model.to_input(images), missing, start, model.energy.preprocessing.from_input, model.to_input)
+    start = start_chains(model.to_input(images), missing, start, model.energy.preprocessing)
     sampler = model.sampler
     saved_noise = sampler.noise
     if noise is not None:

@@ -13,12 +13,14 @@ Langevin dynamics by fixing I_notM to obtain the synthesized image").
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from frame.energies.base import InputSpace
 
 PLACEMENTS = ("random", "center")
 STARTS = ("mean", "harmonic")
@@ -107,27 +109,26 @@ def start_chains(
     x: Tensor,
     missing: Tensor,
     start: str = "mean",
-    from_input: Callable[[Tensor], Tensor] | None = None,
-    to_input: Callable[[Tensor], Tensor] | None = None,
+    space: InputSpace | None = None,
 ) -> Tensor:
     """Where the conditional chains start: the observed pixels of ``x`` (input space) and
 
     ``mean``      the missing ones at the mean of the observed ones, in input space
                   (``fill_missing``: the conditional "cold start");
     ``harmonic``  the missing ones harmonically interpolated in image space ([0, 1], via
-                  ``from_input``/``to_input``), so that the chain refines the MRF-l2 recovery
+                  ``space``: the model's input space), so that the chain refines the MRF-l2 recovery
                   rather than starting from a flat hole.
     """
     if start not in STARTS:
         raise ValueError(f"the recovery start must be one of {STARTS}, got {start!r}")
     if start == "mean":
         return fill_missing(x, missing)
-    if from_input is None or to_input is None:
-        raise ValueError("start='harmonic' needs the model's from_input and to_input")
-    images = from_input(x.float()).clamp(0, 1)
+    if space is None:
+        raise ValueError("start='harmonic' needs the model's input space")
+    images = space.from_input(x.float()).clamp(0, 1)
     if x.shape[1] == 1:  # grey chains: from_input repeats the grey in RGB; solve once, not 3 times
         images = images[:, :1]
-    filled = to_input(harmonic_fill(images, missing))
+    filled = space.to_input(harmonic_fill(images, missing))
     return torch.where(missing.to(torch.bool).expand_as(x), filled.to(x.dtype), x)
 
 

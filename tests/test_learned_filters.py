@@ -179,7 +179,7 @@ def test_image_mean_chains_are_flat_in_pixel_space_under_a_mean_image_reference(
     space = PixelSpace(channels=1, reference_mean="data", size=8, per_pixel=True)
     space.fit(images)
     buffer = ChainBuffer(3, (1, 8, 8), init="image_mean")
-    buffer.refresh(space.to_input(images), space.to_input, torch.Generator().manual_seed(0), space.from_input)
+    buffer.refresh(space.to_input(images), space, torch.Generator().manual_seed(0))
     pixels = space.from_input(buffer.chains)
     assert pixels.std(dim=(-2, -1)).max() < 1e-5  # a constant image ...
     levels = images.mean(dim=(1, 2, 3))

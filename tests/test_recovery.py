@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -62,9 +63,9 @@ def test_harmonic_start_is_the_mrf_l2_fill_in_image_space():
     ramp = torch.linspace(0, 1, 8).expand(1, 3, 8, 8).clone()  # harmonic: a linear ramp is exact
     missing = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
     missing[..., 2:6, 2:6] = True
-    to_input, from_input = (lambda im: im * 255 - 100), (lambda x: (x + 100) / 255)
-    x = to_input(ramp)
-    start = start_chains(x.clone().masked_fill(missing.expand_as(x), 7.0), missing, "harmonic", from_input, to_input)
+    space = SimpleNamespace(to_input=lambda im: im * 255 - 100, from_input=lambda x: (x + 100) / 255)
+    x = space.to_input(ramp)
+    start = start_chains(x.clone().masked_fill(missing.expand_as(x), 7.0), missing, "harmonic", space)
     assert torch.equal(start[~missing.expand_as(x)], x[~missing.expand_as(x)])
     torch.testing.assert_close(start, x, atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="start"):
@@ -76,7 +77,7 @@ def test_harmonic_start_is_the_mrf_l2_fill_in_image_space():
     space = PixelSpace(channels=1, reference_mean="data", size=8, per_pixel=True)
     grey = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     space.fit(grey)
-    start = start_chains(space.to_input(grey), missing, "harmonic", space.from_input, space.to_input)
+    start = start_chains(space.to_input(grey), missing, "harmonic", space)
     expected = harmonic(grey[0].mean(0).double().numpy(), missing[0, 0].numpy())
     torch.testing.assert_close(space.from_input(start)[0, 0].double(), torch.from_numpy(expected), atol=1e-4, rtol=0)
 
@@ -119,7 +120,7 @@ def test_recovery_training_from_the_harmonic_start_moves_only_the_hole():
     hole = (start != observed).any(1, keepdim=True)
     assert 0 < hole.sum() <= 4 * 36
     torch.testing.assert_close(start, model.to_input(start_chains(
-        observed, hole, "harmonic", model.energy.preprocessing.from_input, model.to_input)), atol=1e-4, rtol=0)
+        observed, hole, "harmonic", model.energy.preprocessing)), atol=1e-4, rtol=0)
 
 
 def test_recovery_training_needs_one_chain_per_training_image():

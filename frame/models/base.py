@@ -136,7 +136,7 @@ class FrameModel(pl.LightningModule):
         generator = self.noise_generator(observed.device)
         if self.recovery is not None:
             return self.synthesize_recovery(observed, generator)
-        self.buffer.refresh(observed, self.to_input, generator, self.energy.preprocessing.from_input)
+        self.buffer.refresh(observed, self.energy.preprocessing, generator)
         offset, size = self.chain_shard()
         chains = self.sampler.sample(
             self.energy, self.buffer.chains[offset : offset + size], bounds=self.bounds(observed),
@@ -179,7 +179,7 @@ class FrameModel(pl.LightningModule):
         n = observed.shape[0]
         rows = (self.global_rank * n, self.world_size * n)
         missing = self.recovery.sample(rows[1], observed.shape[-2:], generator, observed.device)[rows[0] : rows[0] + n]
-        start = start_chains(observed.float(), missing, self.recovery.start, self.energy.preprocessing.from_input, self.to_input)
+        start = start_chains(observed.float(), missing, self.recovery.start, self.energy.preprocessing)
         chains = self.sampler.sample(
             self.energy, start, mask=missing, bounds=self.bounds(observed), generator=generator, rows=rows
         )
