@@ -5,7 +5,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from frame.models import DivergenceError
+from frame.callbacks import DivergenceError
 from frame.training import train
 
 log = logging.getLogger(__name__)

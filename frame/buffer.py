@@ -13,6 +13,12 @@ Initialisations (``init``):
                 image, the paper's "cold start" of Section 9.
 ``reinit_fraction`` re-initialises that fraction of the chains before every iteration
 (1.0 = cold start every iteration, Section 9; 0.0 = pure warm start, Algorithm 1).
+
+The buffer also owns the chains' random stream (Langevin noise, re-initialisation, recovery
+masks): a generator apart from torch's global one (which data loading also draws from),
+seeded from the run's seed and saved in the state dict, so a resumed run draws exactly the
+noise the uninterrupted run would have drawn. Every process of a DDP run holds the same
+stream and keeps the rows of its own chains (``frame.sampling.draw_noise``).
 """
 
 from __future__ import annotations
@@ -24,13 +30,21 @@ import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from frame.energies.base import InputSpace
+    from frame.input_space import InputSpace
 
 CHAIN_INITS = ("zeros", "noise", "data_mean", "image_mean")
 
 
 class ChainBuffer(nn.Module):
-    """n~ persistent chains of shape [C, H, W], saved in checkpoints."""
+    """n~ persistent chains of shape [C, H, W] and their random stream, saved in checkpoints.
+
+    Args:
+        n_chains: n~, the number of chains.
+        shape: [C, H, W] of one chain (``FrameModel`` passes the input space's channels and
+            the canvas).
+        init: how a chain starts (module docstring).
+        reinit_fraction: fraction of the chains re-initialised before every iteration.
+    """
 
     def __init__(
         self,
@@ -41,27 +55,50 @@ class ChainBuffer(nn.Module):
     ) -> None:
         super().__init__()
         if int(n_chains) != n_chains or n_chains < 1:
-            raise ValueError(f"model.n_chains must be a positive integer, got {n_chains}")
+            raise ValueError(f"model.buffer.n_chains must be a positive integer, got {n_chains}")
         if init not in CHAIN_INITS:
-            raise ValueError(f"model.chains.init must be one of {CHAIN_INITS}, got {init!r}")
+            raise ValueError(f"model.buffer.init must be one of {CHAIN_INITS}, got {init!r}")
         if not 0.0 <= reinit_fraction <= 1.0:
-            raise ValueError(f"model.chains.reinit_fraction must be in [0, 1], got {reinit_fraction}")
+            raise ValueError(f"model.buffer.reinit_fraction must be in [0, 1], got {reinit_fraction}")
         self.init = init
         self.reinit_fraction = float(reinit_fraction)
         self.register_buffer("chains", torch.zeros(int(n_chains), *shape))
         self.register_buffer("initialised", torch.tensor(False))
+        self._generator: torch.Generator | None = None
+        self._saved_generator: dict | None = None
 
     @property
     def n_chains(self) -> int:
         return self.chains.shape[0]
 
-    def fresh(self, n: int, observed: Tensor, space: InputSpace, generator: torch.Generator | None = None) -> Tensor:
+    def generator(self, device: torch.device | str | None = None) -> torch.Generator:
+        """The chains' own random stream on `device` (default: the chains' device)."""
+        device = torch.device(device or self.chains.device)
+        if self._generator is None or self._generator.device.type != device.type:
+            generator = torch.Generator(device=device)
+            saved = self._saved_generator
+            if saved is not None and saved["device"] == device.type:
+                generator.set_state(saved["state"])
+            else:
+                generator.manual_seed(torch.initial_seed())
+            self._generator = generator
+        return self._generator
+
+    def get_extra_state(self) -> dict | None:
+        if self._generator is None:
+            return self._saved_generator
+        return {"device": self._generator.device.type, "state": self._generator.get_state()}
+
+    def set_extra_state(self, state: dict | None) -> None:
+        self._saved_generator, self._generator = state, None
+
+    def fresh(self, n: int, observed: Tensor, space: InputSpace) -> Tensor:
         """`n` newly initialised chains; `observed` is a batch of observed images in input space.
 
-        `space` maps images (RGB in [0, 1]) to input space and back; ``image_mean`` chains are
-        flat in pixel space (the paper's constant image), also when the input space subtracts a
-        mean image.
+        ``image_mean`` chains are flat in pixel space (the paper's constant image), also when
+        the input space subtracts a mean image.
         """
+        generator = self.generator(observed.device)
         shape = (n, *self.chains.shape[1:])
         device, dtype = self.chains.device, self.chains.dtype
         if self.init == "zeros":
@@ -73,22 +110,22 @@ class ChainBuffer(nn.Module):
             return _fit(mean, shape[-2:]).expand(shape).clone()
         # image_mean: each chain starts flat at the per-channel mean of one training image.
         pick = torch.randint(observed.shape[0], (n,), device=device, generator=generator).to(observed.device)
-        images = space.from_input(observed.float()[pick])
+        images = space.to_images(observed.float()[pick])
         flat = images.mean(dim=(-2, -1), keepdim=True).expand(-1, -1, *shape[-2:])
         return space.to_input(flat).to(device=device, dtype=dtype).expand(shape).clone()
 
     @torch.no_grad()
-    def refresh(self, observed: Tensor, space: InputSpace, generator: torch.Generator | None = None) -> None:
+    def refresh(self, observed: Tensor, space: InputSpace) -> None:
         """Initialise all chains on first use, then re-initialise `reinit_fraction` of them."""
         if not bool(self.initialised):
-            self.chains.copy_(self.fresh(self.n_chains, observed, space, generator))
+            self.chains.copy_(self.fresh(self.n_chains, observed, space))
             self.initialised.fill_(True)
             return
         n = math.ceil(self.reinit_fraction * self.n_chains) if self.reinit_fraction > 0 else 0
         if n == 0:
             return
-        idx = torch.randperm(self.n_chains, device=self.chains.device, generator=generator)[:n]
-        self.chains[idx] = self.fresh(n, observed, space, generator)
+        idx = torch.randperm(self.n_chains, device=self.chains.device, generator=self.generator(observed.device))[:n]
+        self.chains[idx] = self.fresh(n, observed, space)
 
     @torch.no_grad()
     def update(self, chains: Tensor) -> None:

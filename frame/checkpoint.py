@@ -1,7 +1,16 @@
-"""Rebuilding a trained FRAME model from a Lightning checkpoint (for sample, score, inpaint)."""
+"""Reading checkpoints safely and rebuilding the model they hold (for the commands).
+
+A checkpoint is a file from outside: it may be crafted. It is read with
+``torch.load(weights_only=True)`` (no pickled objects), and the model config stored in it is
+checked against what we ship before anything is built from it: every ``_target_`` must be
+one of ``ALLOWED_TARGETS``, and no value may be an interpolation (``${...}``, which could
+decode into new targets). A checkpoint is self-contained: the filter bank's weights come from
+its state dict, so loading never touches a weight source, a cache or the network.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,21 +18,94 @@ import torch
 from omegaconf import OmegaConf
 
 from frame.models.base import FrameModel
-from frame.training import build_model
+from frame.training import build_model, self_contained
+
+#: what a stored model config may build
+ALLOWED_TARGETS = frozenset({
+    "frame.models.FrameModel",
+    "frame.models.base.FrameModel",
+    *(f"frame.energies.{name}" for name in ("NonStationaryEnergy", "StationaryEnergy", "GConvNetEnergy", "ScratchEnergy")),
+    "frame.energies.deep_frame.NonStationaryEnergy",
+    "frame.energies.deep_frame.StationaryEnergy",
+    "frame.energies.gconvnet.GConvNetEnergy",
+    "frame.energies.scratch.ScratchEnergy",
+    "frame.nets.VGG16Features",
+    "frame.nets.vgg.VGG16Features",
+    "frame.sampling.LangevinSampler",
+    "frame.buffer.ChainBuffer",
+    "frame.schedules.log_decay",
+    *(f"torch.optim.{name}" for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")),
+    *(f"torch.optim.lr_scheduler.{name}" for name in (
+        "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "ConstantLR",
+    )),
+})
+#: the Hydra keys a stored config may use besides ``_target_``
+HYDRA_KEYS = frozenset({"_partial_", "_convert_", "_recursive_"})
+FORMAT = 2
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or holds something we do not build."""
+
+
+def check_config(config: Any, origin: str, key: str = "model") -> None:
+    """Refuses anything in `config` that we would not build ourselves, naming the key."""
+    if isinstance(config, dict):
+        for name, value in config.items():
+            where = f"{key}.{name}"
+            if not isinstance(name, str):
+                raise CheckpointError(f"{origin}: {where} is not a string key")
+            if name == "_target_":
+                if value not in ALLOWED_TARGETS:
+                    raise CheckpointError(
+                        f"{origin}: refused {where}={value!r}: a checkpoint may only build frame's own "
+                        "models, energies, nets, samplers and torch optimizers"
+                    )
+            elif name.startswith("_") and name.endswith("_") and name not in HYDRA_KEYS:
+                raise CheckpointError(f"{origin}: refused {where}: Hydra key {name} is not allowed in a checkpoint")
+            else:
+                check_config(value, origin, where)
+    elif isinstance(config, (list, tuple)):
+        for i, value in enumerate(config):
+            check_config(value, origin, f"{key}[{i}]")
+    elif isinstance(config, str):
+        if "${" in config:
+            raise CheckpointError(f"{origin}: refused {key}={config!r}: interpolations are not allowed in a checkpoint")
+    elif config is not None and not isinstance(config, (bool, int, float)):
+        raise CheckpointError(f"{origin}: refused {key}: a {type(config).__name__} is not a config value")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a checkpoint safely (``weights_only=True``) with errors that name the file."""
+    """Loads a checkpoint safely, upgraded to the current format, its config checked."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, not a checkpoint, or unsafe pickle
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
-    if "state_dict" not in checkpoint or "frame" not in checkpoint:
-        raise ValueError(f"{path} is not a checkpoint written by frame's train.py (no model config inside)")
+    except Exception as err:  # truncated, not a checkpoint, or a pickle of objects
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is not a torch checkpoint of tensors and plain values "
+            f"({load_failure(err)}); it is damaged or was not written by frame's train.py: give --ckpt a "
+            "<run>/checkpoints/last.ckpt"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "frame" not in checkpoint:
+        raise CheckpointError(f"{path} is not a checkpoint written by frame's train.py (no model config inside)")
+    checkpoint = upgrade(checkpoint)
+    check_config(checkpoint["frame"].get("model_config"), str(path))
     return checkpoint
+
+
+def load_failure(err: Exception) -> str:
+    """What torch.load found wrong, without its advice to load with ``weights_only=False``
+    (which would run whatever code a crafted file holds)."""
+    text = str(err)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\.?\n|$)", text)
+    if found:
+        return found.group(1).strip()[:200]
+    if "weights_only" in text:
+        return type(err).__name__
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return first.split(". ")[0][:200]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> FrameModel:
@@ -31,7 +113,56 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> FrameMod
     checkpoint = read_checkpoint(path)
     config = checkpoint["frame"].get("model_config")
     if not config:
-        raise ValueError(f"{path} carries no model config; it was not written by frame's train.py")
-    model = build_model(OmegaConf.create(config))
-    model.load_state_dict(checkpoint["state_dict"])
+        raise CheckpointError(f"{path} carries no model config; it was not written by frame's train.py")
+    model = build_model(OmegaConf.create(self_contained(config)))
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: its weights do not fit the model its config describes: {str(err)[:300]}") from None
     return model.to(device).eval()
+
+
+# -- checkpoints written before the config mirrored the objects (format 1) -----------------------
+_ENERGIES = {
+    "NonStationaryFrame": ("frame.energies.NonStationaryEnergy", ("extractor", "image_size")),
+    "StationaryFrame": ("frame.energies.StationaryEnergy", ("extractor",)),
+    "GConvNetFrame": ("frame.energies.GConvNetEnergy", (
+        "extractor", "n_filters", "kernel_size", "stride", "padding", "pool_size", "pool_stride", "init_std", "layer")),
+    "ScratchFrame": ("frame.energies.ScratchEnergy", (
+        "image_size", "channels", "layers", "readout", "init_std", "frozen_layers", "reference_mean", "activation")),
+}
+
+
+def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Rewrites a format-1 checkpoint (``model.n_chains``, ``model.chains``, a class per
+    variant) in place into the current format; a current one is returned unchanged."""
+    frame = checkpoint.get("frame", {})
+    if frame.get("format", 1) >= FORMAT:
+        return checkpoint
+    variant = frame.get("variant")
+    if variant not in _ENERGIES:
+        raise CheckpointError(f"this checkpoint holds an unknown model {variant!r}; retrain it with this version of frame")
+    old = dict(frame.get("model_config") or {})
+    target, energy_keys = _ENERGIES[variant]
+    energy = {"_target_": target, **{k: old[k] for k in energy_keys if k in old}}
+    if isinstance(energy.get("extractor"), dict) and "preprocessing" in energy["extractor"]:
+        energy["extractor"]["input_space"] = energy["extractor"].pop("preprocessing")
+    chains = old.get("chains") or {}
+    frame["model_config"] = {
+        "_target_": "frame.models.FrameModel",
+        "image_size": old.get("image_size", 64),
+        "canvas_size": old.get("canvas_size"),
+        "energy": energy,
+        "sampler": old.get("sampler"),
+        "buffer": {"_target_": "frame.buffer.ChainBuffer", "_partial_": True, "n_chains": old.get("n_chains", 16), **chains},
+        "optimizer": old.get("optimizer"),
+        "scheduler": old.get("scheduler"),
+        "precondition": old.get("lr_scaling", "none"),
+        "recovery": old.get("recovery"),
+    }
+    state = checkpoint["state_dict"]
+    for key in [k for k in state if ".preprocessing." in k]:
+        state[key.replace(".preprocessing.", ".input_space.")] = state.pop(key)
+    state.setdefault("buffer._extra_state", frame.get("noise_generator"))
+    frame.update(format=FORMAT, energy=target.rsplit(".", 1)[-1])
+    return checkpoint

@@ -9,22 +9,24 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from frame.input_space import InputSpace
+
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-class IdentitySpace:
+class IdentitySpace(InputSpace):
     """Chains live in the images' own space, [0, 1] RGB."""
 
-    def to_input(self, rgb01: Tensor) -> Tensor:
-        return rgb01
+    def to_input(self, images: Tensor) -> Tensor:
+        return images.expand(-1, 3, -1, -1)
 
-    def from_input(self, x: Tensor) -> Tensor:
+    def to_images(self, x: Tensor) -> Tensor:
         return x
 
-    def input_bounds(self, device, dtype):
+    def bounds(self, device=None, dtype=None):
         return torch.zeros(1, 3, 1, 1, device=device, dtype=dtype), torch.ones(1, 3, 1, 1, device=device, dtype=dtype)
 
 
@@ -41,7 +43,7 @@ class TinyExtractor(nn.Module):
             conv.bias.data = torch.randn(conv.bias.shape, generator=g) * 0.1
         self.requires_grad_(False)
         self.layers = tuple(layers)
-        self.preprocessing = IdentitySpace()
+        self.input_space = IdentitySpace()
 
     def channels(self, layer: str) -> int:
         return {"a": 4, "b": 5}[layer]

@@ -9,7 +9,7 @@ from frame.checkpoint import read_checkpoint
 from frame.training import train
 from tests.test_training import make_cfg
 
-COMMON = ("model.n_chains=4", "model.sampler.precision=fp32", "trainer.max_steps=3", "data.steps_per_epoch=3",
+COMMON = ("model.buffer.n_chains=4", "model.sampler.precision=fp32", "trainer.max_steps=3", "data.steps_per_epoch=3",
           "callbacks.sample_grid.every_n_steps=100")
 
 
@@ -27,5 +27,5 @@ def test_two_processes_give_the_weights_and_chains_of_one(tmp_path):
 
 @pytest.mark.slow
 def test_chains_that_do_not_divide_by_the_processes_fail_clearly(tmp_path):
-    with pytest.raises(Exception, match=r"model.n_chains=3 does not divide by the 2 processes"):
-        train(make_cfg(tmp_path, "model.n_chains=3", "trainer=ddp_sim", "trainer.max_steps=1"))
+    with pytest.raises(Exception, match=r"model.buffer.n_chains=3 does not divide by the 2 processes"):
+        train(make_cfg(tmp_path, "model.buffer.n_chains=3", "trainer=ddp_sim", "trainer.max_steps=1"))

@@ -8,10 +8,9 @@ import torch.nn.functional as F
 
 from frame.buffer import ChainBuffer
 from frame.energies import GConvNetEnergy, ScratchEnergy
-from frame.energies.pixels import PixelSpace
 from frame.energies.scratch import FACE_NET
-from frame.models import GConvNetFrame, ScratchFrame
-from frame.nets.vgg import CAFFE
+from frame.input_space import CAFFE_MEAN, PixelSpace
+from frame.models import FrameModel
 from frame.sampling import LangevinSampler
 from frame.schedules import log_decay, log_decay_factor
 from frame.score import roc_auc
@@ -116,7 +115,7 @@ def test_scratch_activation_replaces_the_relu_of_eq_17():
     h = F.leaky_relu(energy.convs[1](h), 0.2)
     torch.testing.assert_close(energy(x), h.sum(dim=(1, 2, 3)))
     assert torch.equal(energy.detector_maps(x, 0), energy.convs[0](x) > 0)  # eq. (22) unchanged
-    with pytest.raises(ValueError, match="model.activation"):
+    with pytest.raises(ValueError, match="model.energy.activation"):
         ScratchEnergy(layers, image_size=8, activation="tanh")
 
 
@@ -137,8 +136,8 @@ def test_grey_pixel_space_round_trip():
     x = space.to_input(rgb)
     assert x.shape == (2, 1, 5, 5)
     torch.testing.assert_close(x, rgb.mean(1, keepdim=True) * 255 - space.mean)
-    torch.testing.assert_close(space.from_input(x), rgb.mean(1, keepdim=True).expand(-1, 3, -1, -1))
-    lo, hi = space.input_bounds()
+    torch.testing.assert_close(space.to_images(x), rgb.mean(1, keepdim=True).expand(-1, 3, -1, -1))
+    lo, hi = space.bounds()
     torch.testing.assert_close(hi - lo, torch.full((1, 1, 1, 1), 255.0))
 
 
@@ -150,10 +149,10 @@ def test_data_reference_mean_is_the_mean_training_image():
     space.fit(images)
     x = space.to_input(images)
     torch.testing.assert_close(x.mean(0), torch.zeros(1, 8, 8), atol=1e-4, rtol=0)  # q(I) centred on the data
-    torch.testing.assert_close(space.from_input(x), images.mean(1, keepdim=True).expand(-1, 3, -1, -1))
-    lo, hi = space.input_bounds()
+    torch.testing.assert_close(space.to_images(x), images.mean(1, keepdim=True).expand(-1, 3, -1, -1))
+    lo, hi = space.bounds()
     assert lo.shape == (1, 1, 8, 8)
-    torch.testing.assert_close(space.from_input(lo)[:, :1], torch.zeros(1, 1, 8, 8), atol=1e-6, rtol=0)
+    torch.testing.assert_close(space.to_images(lo)[:, :1], torch.zeros(1, 1, 8, 8), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="image_size"):
         space.fit(torch.rand(2, 3, 16, 16))
     colour = PixelSpace(channels=3, reference_mean="data")  # per channel: a mean colour, BGR
@@ -162,15 +161,15 @@ def test_data_reference_mean_is_the_mean_training_image():
 
 
 def test_scratch_checkpoints_without_a_saved_reference_mean_still_load():
-    """Checkpoints from before model.reference_mean (grey input space, no saved mean) load as grey."""
+    """Checkpoints from before model.energy.reference_mean (grey input space, no saved mean) load as grey."""
     energy = ScratchEnergy([{"filters": 2, "kernel": 3}], image_size=8)
-    old = {k: v for k, v in energy.state_dict().items() if not k.startswith("preprocessing.")}
+    old = {k: v for k, v in energy.state_dict().items() if not k.startswith("input_space.")}
     fresh = ScratchEnergy([{"filters": 2, "kernel": 3}], image_size=8)
     fresh.load_state_dict(old)  # strict
     torch.testing.assert_close(fresh.convs[0].weight, energy.convs[0].weight)
-    torch.testing.assert_close(fresh.preprocessing.mean, torch.full((1, 1, 1, 1), sum(CAFFE.mean) / 3))
+    torch.testing.assert_close(fresh.input_space.mean, torch.full((1, 1, 1, 1), sum(CAFFE_MEAN) / 3))
     data = ScratchEnergy([{"filters": 2, "kernel": 3}], image_size=8, reference_mean="data")
-    with pytest.raises(RuntimeError, match="preprocessing.mean"):  # a data mean cannot be guessed
+    with pytest.raises(RuntimeError, match="input_space.mean"):  # a data mean cannot be guessed
         data.load_state_dict(old)
 
 
@@ -179,8 +178,8 @@ def test_image_mean_chains_are_flat_in_pixel_space_under_a_mean_image_reference(
     space = PixelSpace(channels=1, reference_mean="data", size=8, per_pixel=True)
     space.fit(images)
     buffer = ChainBuffer(3, (1, 8, 8), init="image_mean")
-    buffer.refresh(space.to_input(images), space, torch.Generator().manual_seed(0))
-    pixels = space.from_input(buffer.chains)
+    buffer.refresh(space.to_input(images), space)
+    pixels = space.to_images(buffer.chains)
     assert pixels.std(dim=(-2, -1)).max() < 1e-5  # a constant image ...
     levels = images.mean(dim=(1, 2, 3))
     for level in pixels.mean(dim=(1, 2, 3)):  # ... at the average intensity of a training image
@@ -188,12 +187,14 @@ def test_image_mean_chains_are_flat_in_pixel_space_under_a_mean_image_reference(
 
 
 def test_scratch_chains_have_the_nets_channels():
-    model = ScratchFrame(layers=[{"filters": 2, "kernel": 3}], image_size=8, channels=1, n_chains=3,
-                         sampler=LangevinSampler(n_steps=1))
+    energy = ScratchEnergy(layers=[{"filters": 2, "kernel": 3}], image_size=8, channels=1)
+    model = FrameModel(energy, LangevinSampler(n_steps=1), buffer={"n_chains": 3}, image_size=8)
     assert model.buffer.chains.shape == (3, 1, 8, 8)
     assert model.to_images(model.buffer.chains).shape == (3, 3, 8, 8)
-    with pytest.raises(ValueError, match="canvas_size"):
-        ScratchFrame(layers=[{"filters": 2, "kernel": 3}], image_size=8, canvas_size=12, sampler=LangevinSampler())
+    with pytest.raises(ValueError, match="canvas_size"):  # the dense readout is tied to positions
+        FrameModel(energy, LangevinSampler(), image_size=8, canvas_size=12)
+    stationary = ScratchEnergy(layers=[{"filters": 2, "kernel": 3}], image_size=8, readout="stationary")
+    assert FrameModel(stationary, LangevinSampler(), image_size=8, canvas_size=12).buffer.chains.shape[-1] == 12
 
 
 def test_frozen_layers_get_no_gradient_and_load_from_a_shallower_net():
@@ -235,11 +236,3 @@ def test_roc_auc_matches_torchmetrics():
     assert roc_auc(pos, neg) == pytest.approx(expected.item(), abs=1e-6)
     assert roc_auc(torch.tensor([2.0, 3.0]), torch.tensor([0.0, 1.0])) == 1.0
     assert roc_auc(torch.tensor([1.0]), torch.tensor([1.0])) == 0.5
-
-
-def test_gconvnet_model_has_the_detector_callback(tiny_extractor):
-    model = GConvNetFrame(tiny_extractor, n_filters=2, kernel_size=3, image_size=8, sampler=LangevinSampler(),
-                          detectors={"every_n_steps": 5})
-    (callback,) = model.configure_callbacks()
-    assert callback.every_n_steps == 5
-    assert GConvNetFrame(tiny_extractor, image_size=8, kernel_size=3, sampler=LangevinSampler()).configure_callbacks() == []

@@ -12,8 +12,9 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from frame.checkpoint import load_model
-from frame.inpaint import MaskError, inpaint, main as inpaint_main
-from frame.masks import RecoveryMasks, fill_missing, square_masks, start_chains
+from frame.inpaint import MaskError, main as inpaint_main
+from frame.recovery.inpaint import inpaint
+from frame.recovery.masks import RecoveryMasks, fill_missing, square_masks, start_chains
 from frame.energies import NonStationaryEnergy
 from frame.models import FrameModel
 from frame.recovery import BASELINES, available_baselines, masked_mae, opencv_available
@@ -63,7 +64,7 @@ def test_harmonic_start_is_the_mrf_l2_fill_in_image_space():
     ramp = torch.linspace(0, 1, 8).expand(1, 3, 8, 8).clone()  # harmonic: a linear ramp is exact
     missing = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
     missing[..., 2:6, 2:6] = True
-    space = SimpleNamespace(to_input=lambda im: im * 255 - 100, from_input=lambda x: (x + 100) / 255)
+    space = SimpleNamespace(to_input=lambda im: im * 255 - 100, to_images=lambda x: (x + 100) / 255)
     x = space.to_input(ramp)
     start = start_chains(x.clone().masked_fill(missing.expand_as(x), 7.0), missing, "harmonic", space)
     assert torch.equal(start[~missing.expand_as(x)], x[~missing.expand_as(x)])
@@ -71,7 +72,7 @@ def test_harmonic_start_is_the_mrf_l2_fill_in_image_space():
     with pytest.raises(ValueError, match="start"):
         start_chains(x, missing, "biharmonic")
     # grey chains (a from-scratch net's pixel space): the fill of the grey image itself
-    from frame.energies.pixels import PixelSpace
+    from frame.input_space import PixelSpace
     from frame.recovery.baselines import harmonic
 
     space = PixelSpace(channels=1, reference_mean="data", size=8, per_pixel=True)
@@ -79,15 +80,15 @@ def test_harmonic_start_is_the_mrf_l2_fill_in_image_space():
     space.fit(grey)
     start = start_chains(space.to_input(grey), missing, "harmonic", space)
     expected = harmonic(grey[0].mean(0).double().numpy(), missing[0, 0].numpy())
-    torch.testing.assert_close(space.from_input(start)[0, 0].double(), torch.from_numpy(expected), atol=1e-4, rtol=0)
+    torch.testing.assert_close(space.to_images(start)[0, 0].double(), torch.from_numpy(expected), atol=1e-4, rtol=0)
 
 
 # -- training for recovery -------------------------------------------------------------------
 def tiny_model(recovery, n_chains=4, size=16, n_steps=3):
     sampler = LangevinSampler(step_size=0.3, n_steps=n_steps, precision="fp32", channels_last=False)
     model = FrameModel(
-        energy=NonStationaryEnergy(TinyExtractor(), size), sampler=sampler, canvas_size=size, n_chains=n_chains,
-        recovery=recovery,
+        energy=NonStationaryEnergy(TinyExtractor(), size), sampler=sampler, image_size=size,
+        buffer={"n_chains": n_chains}, recovery=recovery,
     )
     with torch.no_grad():
         for w in model.energy.weights.values():
@@ -120,7 +121,7 @@ def test_recovery_training_from_the_harmonic_start_moves_only_the_hole():
     hole = (start != observed).any(1, keepdim=True)
     assert 0 < hole.sum() <= 4 * 36
     torch.testing.assert_close(start, model.to_input(start_chains(
-        observed, hole, "harmonic", model.energy.preprocessing)), atol=1e-4, rtol=0)
+        observed, hole, "harmonic", model.input_space)), atol=1e-4, rtol=0)
 
 
 def test_recovery_training_needs_one_chain_per_training_image():
@@ -144,7 +145,7 @@ def test_inpaint_never_changes_observed_pixels_and_all_missing_is_unconditional(
     everything = torch.ones(2, 1, 16, 16, dtype=torch.bool)
     conditional = inpaint(model, images, everything, generator=torch.Generator().manual_seed(5))
     start = images.mean(dim=(-2, -1), keepdim=True).expand_as(images)
-    free = model.sampler.sample(model.energy, start, bounds=model.bounds(start), generator=torch.Generator().manual_seed(5))
+    free = model.sampler.sample(model.energy, start, bounds=model.input_space.bounds(start.device, start.dtype), generator=torch.Generator().manual_seed(5))
     assert torch.equal(conditional, model.to_images(free))
 
 

@@ -42,8 +42,8 @@ def test_stationary_run_on_embedded_texture_lowers_the_gap(tmp_path):
     # the same image, hence a larger learning rate than the real preset's 3e-4
     cfg = make_cfg(
         tmp_path, "model=stationary", "data=texture", "data.image_size=32",
-        "model.extractor.layers=[conv1_2,conv2_2]", "model.sampler.n_steps=10",
-        "model.sampler.precision=fp32", "model.n_chains=1", "model.optimizer.lr=0.1",
+        "model.energy.extractor.layers=[conv1_2,conv2_2]", "model.sampler.n_steps=10",
+        "model.sampler.precision=fp32", "model.buffer.n_chains=1", "model.optimizer.lr=0.1",
         "trainer.max_steps=30", "data.steps_per_epoch=30",
     )
     train(cfg)
@@ -87,7 +87,7 @@ def test_missing_checkpoint_fails_naming_the_key(tmp_path):
 
 def test_checkpoint_of_another_variant_is_refused(tmp_path):
     train(make_cfg(tmp_path / "a", "model=stationary"))
-    with pytest.raises(ValueError, match="StationaryFrame"):
+    with pytest.raises(ValueError, match="StationaryEnergy"):
         train(make_cfg(tmp_path / "b", "model=nonstationary",
                        f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}"))
 

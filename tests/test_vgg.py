@@ -11,14 +11,10 @@ import torch
 from torch import nn
 
 from frame.nets import weights as W
-from frame.nets.vgg import (
-    CAFFE,
-    TORCHVISION,
-    VGG16_LAYERS,
-    VGG16Features,
-    build_features,
-    preprocessing_for,
-)
+from frame.input_space import caffe_space, network_space, torchvision_space
+from frame.nets.vgg import VGG16_LAYERS, VGG16Features, build_features
+
+CAFFE, TORCHVISION = caffe_space(), torchvision_space()
 
 # ----------------------------------------------------------------------------- fixtures / helpers
 
@@ -134,37 +130,37 @@ def test_converter_rejects_gaps_and_bad_shapes(tmp_path):
         W.convert_onnx_to_state_dict(path)
 
 
-# ----------------------------------------------------------------------------- preprocessing
+# ----------------------------------------------------------------------------- input space
 
 
-def test_caffe_preprocessing_pure_red_pixel():
+def test_caffe_space_pure_red_pixel():
     red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)  # RGB
     x = CAFFE.to_input(red).flatten()
     torch.testing.assert_close(x, torch.tensor([0 - 103.939, 0 - 116.779, 255 - 123.68]))  # BGR
 
 
 @pytest.mark.parametrize("pre", [CAFFE, TORCHVISION], ids=lambda p: p.name)
-def test_preprocessing_round_trip_and_bounds(pre):
+def test_network_space_round_trip_and_bounds(pre):
     img = torch.rand(2, 3, 5, 4, dtype=torch.float64) * 1.4 - 0.2  # also outside [0, 1]: no clamping
-    torch.testing.assert_close(pre.from_input(pre.to_input(img)), img)
-    lo, hi = pre.input_bounds(dtype=torch.float64)
+    torch.testing.assert_close(pre.to_images(pre.to_input(img)), img)
+    lo, hi = pre.bounds(dtype=torch.float64)
     assert lo.shape == hi.shape == (1, 3, 1, 1)
     torch.testing.assert_close(lo, pre.to_input(torch.zeros(1, 3, 1, 1, dtype=torch.float64)))
-    torch.testing.assert_close(pre.from_input(hi), torch.ones(1, 3, 1, 1, dtype=torch.float64))
+    torch.testing.assert_close(pre.to_images(hi), torch.ones(1, 3, 1, 1, dtype=torch.float64))
     assert (lo < hi).all()
 
 
-def test_preprocessing_bounds_values_and_selection():
-    lo, hi = CAFFE.input_bounds()
+def test_network_space_bounds_values_and_selection():
+    lo, hi = CAFFE.bounds()
     torch.testing.assert_close(lo.flatten(), -torch.tensor([103.939, 116.779, 123.68]))
     torch.testing.assert_close(hi.flatten(), 255 - torch.tensor([103.939, 116.779, 123.68]))
-    lo, _ = TORCHVISION.input_bounds()
+    lo, _ = TORCHVISION.bounds()
     torch.testing.assert_close(lo.flatten(), -torch.tensor([0.485 / 0.229, 0.456 / 0.224, 0.406 / 0.225]))
-    assert preprocessing_for("caffe") is CAFFE and preprocessing_for("random") is CAFFE
-    assert preprocessing_for("torchvision") is TORCHVISION
-    assert preprocessing_for("/x/w.pt") is CAFFE and preprocessing_for("/x/w.pt", "torchvision") is TORCHVISION
+    assert network_space("caffe").name == "caffe" and network_space("random").name == "caffe"
+    assert network_space("torchvision").name == "torchvision"
+    assert network_space("/x/w.pt").name == "caffe" and network_space("/x/w.pt", "torchvision").name == "torchvision"
     with pytest.raises(ValueError, match="bogus"):
-        preprocessing_for("caffe", "bogus")
+        network_space("caffe", "bogus")
 
 
 # ----------------------------------------------------------------------------- extractor
@@ -210,7 +206,7 @@ def test_features_helpers(net):
         assert net.feature_shape(name, s, s)[1:] == (1, 1)
         assert net.feature_shape(name, s - 1, s - 1)[1] == 0
     y = torch.rand(1, 3, 4, 4)
-    torch.testing.assert_close(net.from_input(net.to_input(y)), y)
+    torch.testing.assert_close(net.input_space.to_images(net.input_space.to_input(y)), y)
 
 
 def test_features_runs_network_at_min_input_size():
@@ -254,9 +250,9 @@ def test_random_source_is_seeded(random_sd):
 def test_file_source_round_trip(tmp_path, random_sd):
     plain = tmp_path / "plain.pt"
     torch.save(random_sd, plain)
-    net = VGG16Features(layers=["conv1_2"], source=str(plain), preprocessing="torchvision")
+    net = VGG16Features(layers=["conv1_2"], source=str(plain), input_space="torchvision")
     torch.testing.assert_close(net.features[2].weight, random_sd["features.2.weight"])
-    assert net.preprocessing is TORCHVISION and net.source == str(plain)
+    assert net.input_space.name == "torchvision" and net.source == str(plain)
 
     full = {**random_sd, "classifier.0.weight": torch.zeros(2, 2)}  # full vgg16: classifier dropped
     ckpt = tmp_path / "model.ckpt"
@@ -264,7 +260,7 @@ def test_file_source_round_trip(tmp_path, random_sd):
     loaded = W.load_vgg16_state_dict(str(ckpt))
     assert list(loaded) == list(W.expected_shapes())
     torch.testing.assert_close(loaded["features.28.bias"], random_sd["features.28.bias"])
-    assert VGG16Features(["conv1_1"], source=str(ckpt)).preprocessing is CAFFE
+    assert VGG16Features(["conv1_1"], source=str(ckpt)).input_space.name == "caffe"
 
 
 def test_file_source_errors_name_the_file(tmp_path, random_sd):
@@ -420,7 +416,7 @@ def test_real_caffe_first_layer_is_bgr(caffe_sd, monkeypatch):
 
     def response(rgb):
         img = torch.tensor(rgb).view(1, 3, 1, 1).expand(1, 3, 8, 8)
-        return net(net.to_input(img))["conv1_1"][0, :, 4, 4]
+        return net(net.input_space.to_input(img))["conv1_1"][0, :, 4, 4]
 
     blue, red = response([0.0, 0.0, 1.0]), response([1.0, 0.0, 0.0])
     # filter 22 is +B/-R (kernel sums per BGR channel ~ [1.56, -0.15, -1.40]); filter 59 is -B/+R

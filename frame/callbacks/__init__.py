@@ -1,6 +1,8 @@
 """Lightning callbacks of the framework."""
 
 from frame.callbacks.detectors import DetectorMaps
+from frame.callbacks.divergence import DivergenceError, DivergenceGuard
+from frame.callbacks.random_states import RandomStates
 from frame.callbacks.samples import SampleGrid, publish_grid
 
-__all__ = ["DetectorMaps", "SampleGrid", "publish_grid"]
+__all__ = ["DetectorMaps", "DivergenceError", "DivergenceGuard", "RandomStates", "SampleGrid", "publish_grid"]

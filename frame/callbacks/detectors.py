@@ -42,7 +42,8 @@ class DetectorMaps(pl.Callback):
     Every ``metrics_every_n_steps`` steps logs ``detectors/freq_obs/jNN`` and
     ``detectors/freq_syn/jNN`` (fraction of positions where filter j fires) and their means.
 
-    Works with any energy that has ``detector_maps(x) -> [B, J, h, w]`` (x in input space).
+    Works with any energy that has ``detector_maps(x) -> [B, J, h, w]`` (x in input space);
+    does nothing for the others, so the default callbacks can list it for every model.
 
     Args:
         every_n_steps: how often to write the picture.
@@ -84,6 +85,8 @@ class DetectorMaps(pl.Callback):
             return energy.detector_maps(x.float())
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Tensor, batch_idx: int) -> None:
+        if not hasattr(pl_module.energy, "detector_maps"):
+            return
         self._last_batch = batch
         step = trainer.global_step
         if self.metrics_every_n_steps and step % self.metrics_every_n_steps == 0:

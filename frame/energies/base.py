@@ -13,27 +13,23 @@ synthesized means are compared in the logs (``train/gap_rel``).
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
 from torch import Tensor, nn
 
-
-class InputSpace(Protocol):
-    """Maps user images (RGB in [0, 1]) to the space the chains live in, and back."""
-
-    def to_input(self, rgb01: Tensor) -> Tensor: ...
-
-    def from_input(self, x: Tensor) -> Tensor: ...
-
-    def input_bounds(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]: ...
+from frame.input_space import InputSpace
 
 
 class Energy(nn.Module):
     """Base class: subclasses define ``features``, ``layer_energies`` and ``statistics``."""
 
-    #: how user images map into the space the chains and the network live in
-    preprocessing: InputSpace
+    #: how images map into the space the chains and the network live in
+    input_space: InputSpace
+    #: the weights are tied to positions (eq. 9, a dense readout): the canvas of the chains
+    #: must equal the training images' size; otherwise it may be larger (textures)
+    positional: bool = False
+
+    def check_image_size(self, size: int) -> None:
+        """Fails with a message naming ``data.image_size`` when the net cannot take `size`."""
 
     def features(self, x: Tensor) -> dict[str, Tensor]:
         """The network responses the energy is built on, computed once per batch."""

@@ -25,8 +25,11 @@ class DeepFrameEnergy(Energy):
     def __init__(self, extractor: nn.Module) -> None:
         super().__init__()
         self.extractor = extractor
-        self.preprocessing = extractor.preprocessing
+        self.input_space = extractor.input_space
         self.weights = nn.ParameterDict()
+
+    def check_image_size(self, size: int) -> None:
+        self.extractor.check_image_size(size, "data.image_size")
 
     # -- what a variant defines -------------------------------------------------------------
     def statistic(self, layer: str, feat: Tensor) -> Tensor:
@@ -79,6 +82,8 @@ class NonStationaryEnergy(DeepFrameEnergy):
         extractor: frozen filter bank (e.g. ``frame.nets.VGG16Features``).
         image_size: side of the (square) images; fixes the positions x of w_{k,x}.
     """
+
+    positional = True
 
     def __init__(self, extractor: nn.Module, image_size: int) -> None:
         super().__init__(extractor)

@@ -79,13 +79,13 @@ class GConvNetEnergy(Energy):
         for key, value, low in (("n_filters", n_filters, 1), ("kernel_size", kernel_size, 1), ("stride", stride, 1),
                                 ("padding", padding, 0), ("pool_size", pool_size, 0)):
             if int(value) != value or value < low:
-                raise ValueError(f"model.{key} must be an integer >= {low}, got {value}")
+                raise ValueError(f"model.energy.{key} must be an integer >= {low}, got {value}")
         layers = tuple(extractor.layers)
         self.layer = layer or layers[-1]
         if self.layer not in layers:
-            raise ValueError(f"model.layer={self.layer!r} is not a tap of the extractor (taps: {', '.join(layers)})")
+            raise ValueError(f"model.energy.layer={self.layer!r} is not a tap of the extractor (taps: {', '.join(layers)})")
         self.extractor = extractor
-        self.preprocessing = extractor.preprocessing
+        self.input_space = extractor.input_space
         self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
         self.pool_size = int(pool_size)
         self.pool_stride = int(pool_stride or pool_size or 1)
@@ -97,6 +97,9 @@ class GConvNetEnergy(Energy):
     def n_filters(self) -> int:
         return self.filters.out_channels
 
+    def check_image_size(self, size: int) -> None:
+        self.extractor.check_image_size(size, "data.image_size")
+
     # -- the network ----------------------------------------------------------------------------
     def features(self, x: Tensor) -> dict[str, Tensor]:
         """The frozen part: the (pooled) responses [F_k * I] of the tap, computed once per batch."""
@@ -105,7 +108,7 @@ class GConvNetEnergy(Energy):
         if side < self.kernel_size:
             raise ValueError(
                 f"the {self.layer} maps are {tuple(bottom.shape[-2:])} (after pooling), smaller than the "
-                f"{self.kernel_size}x{self.kernel_size} learned filters: raise data.image_size or lower model.kernel_size"
+                f"{self.kernel_size}x{self.kernel_size} learned filters: raise data.image_size or lower model.energy.kernel_size"
             )
         return {self.layer: bottom}
 

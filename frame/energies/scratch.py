@@ -16,7 +16,7 @@ with the readouts
 and p(I; w) = exp(f(I; w)) q(I) / Z(w) (eq. 26). The learning gradient (eq. 27) is the observed
 minus the synthesized mean of df/dw, which autograd gives from ``contrastive_loss``.
 
-Input space (``frame.energies.pixels.PixelSpace``). The chains live in pixel units, 0-255,
+Input space (``frame.input_space.PixelSpace``). The chains live in pixel units, 0-255,
 minus the mean of the reference distribution q(I): the Caffe VGG mean pixel (``grey``; 114.8
 for grey images), i.e. the units of the VGG-based models and of the authors' MatConvNet code,
 or the mean training image (``data``, the default of the face presets). The paper's Section 9 settings (Langevin step
@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from frame.energies.base import Energy
 from frame.energies.gconvnet import conv_out, learned_conv
-from frame.energies.pixels import PixelSpace
+from frame.input_space import PixelSpace
 
 READOUTS = ("dense", "stationary", "sum")
 
@@ -74,12 +74,12 @@ def _layer_spec(spec: Mapping[str, Any], index: int) -> dict[str, int]:
     unknown = set(spec) - {"filters", "kernel", "stride", "padding"}
     if unknown or "filters" not in spec or "kernel" not in spec:
         raise ValueError(
-            f"model.layers[{index}] must have keys filters, kernel (and optionally stride, padding); got {dict(spec)}"
+            f"model.energy.layers[{index}] must have keys filters, kernel (and optionally stride, padding); got {dict(spec)}"
         )
     out = {"filters": int(spec["filters"]), "kernel": int(spec["kernel"]), "stride": int(spec.get("stride", 1))}
     out["padding"] = int(spec["padding"]) if spec.get("padding") is not None else out["kernel"] // 2
     if out["filters"] < 1 or out["kernel"] < 1 or out["stride"] < 1 or out["padding"] < 0:
-        raise ValueError(f"model.layers[{index}] has a non-positive size: {dict(spec)}")
+        raise ValueError(f"model.energy.layers[{index}] has a non-positive size: {dict(spec)}")
     return out
 
 
@@ -96,7 +96,7 @@ class ScratchEnergy(Energy):
         frozen_layers: the lowest `frozen_layers` conv layers are kept fixed (layer-by-layer
             growth, Section 7.3).
         reference_mean: mean of the reference q(I) that the input space subtracts: ``grey``
-            (constant) or ``data`` (the mean training image, set by ``preprocessing.fit``).
+            (constant) or ``data`` (the mean training image, set by ``input_space.fit``).
         activation: the rectification h of eq. (17): ``relu`` (the paper) or a smooth one
             (``leaky_relu``, ``elu``, ``softplus``, ``silu``). The detector maps of eq. (22)
             stay the indicators of a positive pre-activation.
@@ -115,17 +115,18 @@ class ScratchEnergy(Energy):
     ) -> None:
         super().__init__()
         if readout not in READOUTS:
-            raise ValueError(f"model.readout must be one of {READOUTS}, got {readout!r}")
+            raise ValueError(f"model.energy.readout must be one of {READOUTS}, got {readout!r}")
         if activation not in ACTIVATIONS:
-            raise ValueError(f"model.activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+            raise ValueError(f"model.energy.activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
         self.activation = activation
         self.act = ACTIVATIONS[activation]
         specs = [_layer_spec(spec, i) for i, spec in enumerate(layers)]
         if not specs:
-            raise ValueError("model.layers is empty: give at least one conv layer")
+            raise ValueError("model.energy.layers is empty: give at least one conv layer")
         if not 0 <= int(frozen_layers) <= len(specs):
-            raise ValueError(f"model.frozen_layers must be in [0, {len(specs)}] (the number of layers), got {frozen_layers}")
-        self.preprocessing = PixelSpace(int(channels), reference_mean, int(image_size), per_pixel=readout == "dense")
+            raise ValueError(f"model.energy.frozen_layers must be in [0, {len(specs)}] (the number of layers), got {frozen_layers}")
+        self.input_space = PixelSpace(int(channels), reference_mean, int(image_size), per_pixel=readout == "dense")
+        self.positional = readout == "dense"
         self.channels = int(channels)
         self.image_size = int(image_size)
         self.readout = readout
@@ -138,7 +139,7 @@ class ScratchEnergy(Energy):
             self.convs.append(learned_conv(in_channels, spec["filters"], spec["kernel"], spec["stride"], spec["padding"], init_std))
             in_channels, side = spec["filters"], conv_out(side, spec["kernel"], spec["stride"], spec["padding"])
             if side < 1:
-                raise ValueError(f"model.layers[{i}] leaves no positions on a {self.image_size}px image: add padding or lower the stride")
+                raise ValueError(f"model.energy.layers[{i}] leaves no positions on a {self.image_size}px image: add padding or lower the stride")
         self.top_shape = (in_channels, side, side)
         if readout == "dense":
             self.readout_weight = nn.Parameter(torch.randn(self.top_shape) * init_std)

@@ -1,9 +1,5 @@
-"""LightningModules: one base running Algorithm 1, one class per FRAME variant."""
+"""The LightningModule running Algorithm 1; a model is chosen by its energy (``frame.energies``)."""
 
-from frame.models.base import DivergenceError, FrameModel
-from frame.models.gconvnet import GConvNetFrame
-from frame.models.nonstationary import NonStationaryFrame
-from frame.models.scratch import ScratchFrame
-from frame.models.stationary import StationaryFrame
+from frame.models.base import FrameModel
 
-__all__ = ["DivergenceError", "FrameModel", "GConvNetFrame", "NonStationaryFrame", "ScratchFrame", "StationaryFrame"]
+__all__ = ["FrameModel"]

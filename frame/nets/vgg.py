@@ -22,7 +22,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from frame.input_space import network_space
 from frame.nets.weights import VGG16_ARCH, VGG16_CFG, Layer, load_vgg16_state_dict
+
+#: ``source`` of an extractor rebuilt from a checkpoint: its weights come from the checkpoint's
+#: state dict, so nothing is read from a weight source (or the network)
+CHECKPOINT_SOURCE = "checkpoint"
 
 _ARCH: dict[str, Layer] = {layer.name: layer for layer in VGG16_ARCH}
 
@@ -52,64 +57,6 @@ def build_features(depth: int | None = None) -> nn.Sequential:
     return nn.Sequential(*modules[:depth])
 
 
-# ----------------------------------------------------------------------------- preprocessing
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Map user images (RGB in [0, 1]) to the network's input space and back.
-
-    ``x = (channel_order(rgb01) * scale - mean) / std``, with ``mean``/``std``
-    given in the network's channel order.
-    """
-
-    name: str
-    bgr: bool
-    scale: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        return mean, std
-
-    def _order(self, x: Tensor) -> Tensor:  # RGB <-> BGR is its own inverse
-        return x.flip(1) if self.bgr else x
-
-    def to_input(self, rgb01: Tensor) -> Tensor:
-        mean, std = self._stats(rgb01)
-        return (self._order(rgb01) * self.scale - mean) / std
-
-    def from_input(self, x: Tensor) -> Tensor:
-        mean, std = self._stats(x)
-        return self._order((x * std + mean) / self.scale)
-
-    def input_bounds(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Images of black (0) and white (1) in input space, each [1, 3, 1, 1]."""
-        zeros = torch.zeros(1, 3, 1, 1, device=device, dtype=dtype or torch.get_default_dtype())
-        return self.to_input(zeros), self.to_input(zeros + 1)
-
-
-#: Caffe / MatConvNet VGG-16: BGR, 0-255, minus the BGR mean pixel, no std.
-CAFFE = Preprocessing("caffe", bgr=True, scale=255.0, mean=(103.939, 116.779, 123.68))
-#: torchvision: RGB, [0, 1], ImageNet mean/std.
-TORCHVISION = Preprocessing(
-    "torchvision", bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
-)
-PREPROCESSINGS: dict[str, Preprocessing] = {p.name: p for p in (CAFFE, TORCHVISION)}
-
-
-def preprocessing_for(source: str, preprocessing: str | None = None) -> Preprocessing:
-    """Explicit ``preprocessing`` name if given, else TORCHVISION for ``"torchvision"``, CAFFE otherwise."""
-    name = preprocessing or ("torchvision" if source == "torchvision" else "caffe")
-    if name not in PREPROCESSINGS:
-        raise ValueError(f"unknown preprocessing {name!r}; valid: {', '.join(PREPROCESSINGS)}")
-    return PREPROCESSINGS[name]
-
-
 # ----------------------------------------------------------------------------- extractor
 
 
@@ -122,7 +69,7 @@ class VGG16Features(nn.Module):
         source: str = "caffe",
         cache_dir: str | None = None,
         seed: int = 0,
-        preprocessing: str | None = None,
+        input_space: str | None = None,
     ) -> None:
         super().__init__()
         names = (layers,) if isinstance(layers, str) else tuple(layers)
@@ -132,13 +79,15 @@ class VGG16Features(nn.Module):
             _layer(name)
         self.layers: tuple[str, ...] = tuple(sorted(set(names), key=VGG16_LAYERS.__getitem__))
         self.source = str(source)
-        self.preprocessing = preprocessing_for(self.source, preprocessing)
+        #: how images map to this network's input (``frame.input_space``)
+        self.input_space = network_space(self.source, input_space)
         self._taps: dict[int, str] = {VGG16_LAYERS[n]: n for n in self.layers}
 
         depth = VGG16_LAYERS[self.layers[-1]] + 1
         self.features = build_features(depth)
-        state_dict = load_vgg16_state_dict(self.source, cache_dir=cache_dir, seed=seed)
-        self.load_state_dict({k: v for k, v in state_dict.items() if int(k.split(".")[1]) < depth})
+        if self.source != CHECKPOINT_SOURCE:
+            state_dict = load_vgg16_state_dict(self.source, cache_dir=cache_dir, seed=seed)
+            self.load_state_dict({k: v for k, v in state_dict.items() if int(k.split(".")[1]) < depth})
         self.requires_grad_(False)
         self.eval()
 
@@ -154,12 +103,6 @@ class VGG16Features(nn.Module):
             if i in self._taps:
                 out[self._taps[i]] = x
         return out
-
-    def to_input(self, rgb01: Tensor) -> Tensor:
-        return self.preprocessing.to_input(rgb01)
-
-    def from_input(self, x: Tensor) -> Tensor:
-        return self.preprocessing.from_input(x)
 
     @staticmethod
     def channels(name: str) -> int:
@@ -203,4 +146,4 @@ class VGG16Features(nn.Module):
         return layer.out_channels, h >> layer.n_pools, w >> layer.n_pools
 
     def extra_repr(self) -> str:
-        return f"layers={self.layers}, source={self.source!r}, preprocessing={self.preprocessing.name!r}"
+        return f"layers={self.layers}, source={self.source!r}, input_space={self.input_space.name!r}"

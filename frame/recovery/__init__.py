@@ -1,7 +1,9 @@
-"""Image recovery (paper, Section 9 and Table 2): classical baselines and the error measure.
+"""Image recovery (paper, Section 9 and Table 2).
 
-The model's own recovery is ``frame.inpaint.inpaint`` (conditional Langevin sampling); the
-training option is ``model.recovery`` (``frame.masks.RecoveryMasks``).
+- ``masks``: square masks, the conditional start of a chain, and ``RecoveryMasks``, the
+  ``model.recovery`` option that trains the model for recovery;
+- ``inpaint``: the model's recovery by conditional Langevin sampling of p(I_M | I_notM; w);
+- ``baselines``: classical fills (harmonic, TV, biharmonic, OpenCV, mean) and the error measure.
 """
 
 from frame.recovery.baselines import (
@@ -17,17 +19,24 @@ from frame.recovery.baselines import (
     telea,
     total_variation,
 )
+from frame.recovery.inpaint import inpaint, inpaint_image
+from frame.recovery.masks import RecoveryMasks, square_masks, start_chains
 
 __all__ = [
     "BASELINES",
     "LABELS",
+    "RecoveryMasks",
     "available_baselines",
     "biharmonic",
     "harmonic",
+    "inpaint",
+    "inpaint_image",
     "masked_mae",
     "mean_fill",
     "navier_stokes",
     "opencv_available",
+    "square_masks",
+    "start_chains",
     "telea",
     "total_variation",
 ]

@@ -6,7 +6,8 @@ observed pixels I_notM, kept fixed.
 
 ``RecoveryMasks`` is what ``FrameModel(recovery={...})`` builds from its config: on every
 training iteration it places ``n_masks`` random squares of side ``mask_size`` on each training
-image, and the model synthesizes by sampling p(I_M | I_notM; w) from that masked image
+image (``masked_chains``), and the model synthesizes by sampling p(I_M | I_notM; w) from that
+masked image
 (Section 9: "we also randomly place a mask M on each fully observed training image I, and run
 Langevin dynamics by fixing I_notM to obtain the synthesized image").
 """
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from frame.energies.base import InputSpace
+    from frame.input_space import InputSpace
 
 PLACEMENTS = ("random", "center")
 STARTS = ("mean", "harmonic")
@@ -125,8 +126,8 @@ def start_chains(
         return fill_missing(x, missing)
     if space is None:
         raise ValueError("start='harmonic' needs the model's input space")
-    images = space.from_input(x.float()).clamp(0, 1)
-    if x.shape[1] == 1:  # grey chains: from_input repeats the grey in RGB; solve once, not 3 times
+    images = space.to_images(x.float()).clamp(0, 1)
+    if x.shape[1] == 1:  # grey chains: to_images repeats the grey in RGB; solve once, not 3 times
         images = images[:, :1]
     filled = space.to_input(harmonic_fill(images, missing))
     return torch.where(missing.to(torch.bool).expand_as(x), filled.to(x.dtype), x)
@@ -172,3 +173,16 @@ class RecoveryMasks:
     def sample(self, n: int, size: tuple[int, int], generator: torch.Generator | None = None, device=None) -> Tensor:
         """``n`` masks ``[n, 1, H, W]``, True = missing."""
         return square_masks(n, size, self.mask_size, self.n_masks, self.placement, generator, device)
+
+    def masked_chains(
+        self, observed: Tensor, space: InputSpace, generator: torch.Generator, rows: tuple[int, int]
+    ) -> tuple[Tensor, Tensor]:
+        """(start chains, missing) for a batch of training images ``observed`` (input space).
+
+        Every process holds the same generator: masks are drawn for the images of all
+        processes, ``rows = (first row, total rows)``, and this process keeps its own rows, so
+        the processes' masks differ and a resumed run draws the same ones.
+        """
+        n = observed.shape[0]
+        missing = self.sample(rows[1], observed.shape[-2:], generator, observed.device)[rows[0] : rows[0] + n]
+        return start_chains(observed.float(), missing, self.start, space), missing

@@ -1,0 +1,102 @@
+"""Stops a run whose chains, energies or weights diverge, and backs a rolled-back run off.
+
+EBMs diverge when the Langevin step, the learning rate or the number of steps is too large:
+the chains or weights turn NaN/Inf, or the energy of the synthesized images runs away. The
+guard checks after every optimizer step (Lightning runs user callbacks before
+``ModelCheckpoint``, so the bad weights never reach ``last.ckpt``), writes a diagnostic
+checkpoint and raises ``DivergenceError`` naming the layer and the quantity.
+
+A rollback (``frame.training.train`` with ``rollback.max_times`` > 0) resumes from the last
+good checkpoint with ``backoff`` < 1: the Langevin step size and the learning rate are
+multiplied by it. The backoff is saved in checkpoints, so a second rollback compounds
+correctly from a checkpoint written after the first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+
+class DivergenceError(RuntimeError):
+    """Raised when chains, energies or weights become non-finite or exceed their bound."""
+
+    #: the last good checkpoint the diverged run wrote (``frame.training.fit`` sets it)
+    last_good: str | None = None
+
+
+class DivergenceGuard(pl.Callback):
+    """Raises ``DivergenceError`` (after a diagnostic checkpoint) when a run diverges.
+
+    Args:
+        max_abs_energy: |mean f_l| of a layer beyond this counts as divergence.
+        backoff: multiplies the Langevin step size and the learning rate (set by rollbacks).
+    """
+
+    def __init__(self, max_abs_energy: float = 1e15, backoff: float = 1.0) -> None:
+        if not max_abs_energy > 0:
+            raise ValueError(f"callbacks.divergence_guard.max_abs_energy must be > 0, got {max_abs_energy}")
+        self.max_abs_energy = float(max_abs_energy)
+        self.backoff = float(backoff)
+        self._restored_backoff = 1.0
+
+    # -- the check -----------------------------------------------------------------------------
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        problems = self.problems(trainer.callback_metrics, pl_module)
+        bad = trainer.strategy.reduce_boolean_decision(bool(problems), all=False)
+        if not bad:
+            return
+        sampler = pl_module.sampler
+        message = (
+            f"Divergence at step {trainer.global_step}: {'; '.join(problems) or 'reported by another process'}. "
+            f"Lower the learning rate (model.optimizer.lr), the Langevin step size (model.sampler.step_size="
+            f"{sampler.step_size}) or the number of steps (model.sampler.n_steps={sampler.n_steps}), or raise "
+            f"sigma (model.sampler.sigma={sampler.sigma})."
+        )
+        folder = getattr(trainer.checkpoint_callback, "dirpath", None) or Path(trainer.default_root_dir) / "checkpoints"
+        path = Path(folder) / f"diverged_step{trainer.global_step:06d}.ckpt"
+        trainer.save_checkpoint(path)
+        raise DivergenceError(f"{message} Diagnostic checkpoint: {path}; the last good one is left untouched.")
+
+    def problems(self, metrics: dict[str, torch.Tensor], pl_module: Any) -> list[str]:
+        """What diverged, from the step's logged statistics, the chains and the weights."""
+        found = []
+        if not torch.isfinite(pl_module.buffer.chains).all():
+            found.append("the Langevin chains became non-finite (NaN/Inf)")
+        for key, value in metrics.items():
+            layer = key.rsplit("/", 1)[-1]
+            if key.startswith("train/gap_rel/") and not torch.isfinite(value):
+                found.append(f"the synthesized statistics at layer {layer} became non-finite")
+            if key.startswith("train/energy_syn/") and not (torch.isfinite(value) and value.abs() <= self.max_abs_energy):
+                found.append(
+                    f"the mean energy f_l(I~) at layer {layer} is {value.item():.3g} "
+                    f"(bound callbacks.divergence_guard.max_abs_energy={self.max_abs_energy:.3g})"
+                )
+        bad = [name for name, p in pl_module.energy.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+        if bad:
+            found.append(f"the weights {', '.join(bad)} became non-finite after the update")
+        return found
+
+    # -- rollback ------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        pl_module.sampler.step_size *= self.backoff  # the sampler is built afresh for every attempt
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        # the restored optimizer holds the rate of the run that wrote the checkpoint
+        change = self.backoff / self._restored_backoff
+        if change != 1.0:
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] *= change
+            for config in trainer.lr_scheduler_configs:
+                config.scheduler.base_lrs = [lr * change for lr in config.scheduler.base_lrs]
+        self._restored_backoff = self.backoff
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"backoff": self.backoff}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored_backoff = float(state_dict.get("backoff", 1.0))

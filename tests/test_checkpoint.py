@@ -1,0 +1,45 @@
+"""Checkpoints rebuild their model without a weight source, and old checkpoints still load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import frame.nets.vgg as vgg
+from frame.checkpoint import load_model, read_checkpoint
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name, energy, channels", [
+    ("legacy_nonstationary.ckpt", "NonStationaryEnergy", 3),
+    ("legacy_scratch.ckpt", "ScratchEnergy", 1),
+])
+def test_checkpoints_of_the_previous_format_load(name, energy, channels, monkeypatch):
+    """Written by frame before the config mirrored the objects (model.n_chains, a class per variant)."""
+    monkeypatch.setattr(vgg, "load_vgg16_state_dict", lambda *a, **k: pytest.fail("read a weight source"))
+    raw = torch.load(DATA / name, weights_only=True)
+    model = load_model(DATA / name)
+    assert type(model.energy).__name__ == energy
+    assert model.buffer.chains.shape[1] == channels
+    torch.testing.assert_close(model.buffer.chains, raw["state_dict"]["buffer.chains"])
+    # the chains' random stream came along (it used to sit beside the state dict)
+    assert torch.equal(model.buffer.get_extra_state()["state"], raw["frame"]["noise_generator"]["state"])
+    for key, value in raw["state_dict"].items():
+        key = key.replace(".preprocessing.", ".input_space.")
+        torch.testing.assert_close(model.state_dict()[key], value, msg=key)
+    assert read_checkpoint(DATA / name)["frame"]["model_config"]["buffer"]["n_chains"] == raw["frame"]["model_config"]["n_chains"]
+
+
+def test_a_checkpoint_holds_its_filter_weights_and_no_path(tmp_path, monkeypatch):
+    from tests.test_training import make_cfg
+    from frame.training import train
+
+    train(make_cfg(tmp_path, "model=stationary", "model.energy.extractor.layers=[conv1_1]", "trainer.max_steps=1"))
+    raw = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert str(Path.home()) not in str(raw["frame"]) and "cache_dir" not in str(raw["frame"])
+    monkeypatch.setattr(vgg, "load_vgg16_state_dict", lambda *a, **k: pytest.fail("read a weight source"))
+    model = load_model(tmp_path / "checkpoints" / "last.ckpt")
+    torch.testing.assert_close(model.energy.extractor.features[0].weight, raw["state_dict"]["energy.extractor.features.0.weight"])
