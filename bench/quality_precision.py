@@ -46,12 +46,12 @@ CONF_DIR = str(ROOT / "conf")
 def run_overrides(run: str, args: argparse.Namespace) -> list[str]:
     if run == "texture":
         iters = args.texture_iters
-        return ["model=stationary", "data=texture", "data.image_size=64", "model.extractor.layers=[conv1_2,conv2_2,conv3_3]",
-                "model.optimizer.lr=3e-4", "model.sampler.n_steps=10", "model.n_chains=1",
+        return ["model=stationary", "data=texture", "data.image_size=64", "model.energy.extractor.layers=[conv1_2,conv2_2,conv3_3]",
+                "model.optimizer.lr=3e-4", "model.sampler.n_steps=10", "model.buffer.n_chains=1",
                 f"trainer.max_steps={iters}", f"data.steps_per_epoch={iters}"]
     iters = args.faces_iters
-    return ["model=nonstationary", "data=objects", "data.image_size=64", "model.extractor.layers=[conv3_3]",
-            "model.optimizer.lr=4e-5", f"model.sampler.n_steps={args.faces_steps}", "model.n_chains=16",
+    return ["model=nonstationary", "data=objects", "data.image_size=64", "model.energy.extractor.layers=[conv3_3]",
+            "model.optimizer.lr=4e-5", f"model.sampler.n_steps={args.faces_steps}", "model.buffer.n_chains=16",
             f"trainer.max_steps={iters}", f"data.steps_per_epoch={iters}"]
 
 
