@@ -31,6 +31,20 @@ class Energy(nn.Module):
     def check_image_size(self, size: int) -> None:
         """Fails with a message naming ``data.image_size`` when the net cannot take `size`."""
 
+    def check_canvas(self, image_size: int, canvas: int) -> None:
+        """The canvas of the chains against the training images' size, naming the keys."""
+        self.check_image_size(image_size)
+        if self.positional and canvas != image_size:
+            raise ValueError(
+                f"model.canvas_size ({canvas}) must equal data.image_size ({image_size}) for "
+                f"{type(self).__name__}: its weights are tied to positions"
+            )
+        if canvas < image_size:
+            raise ValueError(
+                f"model.canvas_size ({canvas}) is smaller than data.image_size ({image_size}): the "
+                "synthesized canvas must be at least as large as the observed images"
+            )
+
     def features(self, x: Tensor) -> dict[str, Tensor]:
         """The network responses the energy is built on, computed once per batch."""
         raise NotImplementedError

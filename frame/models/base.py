@@ -27,6 +27,7 @@ from torch import Tensor
 from frame.buffer import ChainBuffer
 from frame.energies.base import Energy
 from frame.input_space import InputSpace
+from frame.models.statistics import statistics_gap
 from frame.recovery.masks import RecoveryMasks
 from frame.sampling import LangevinSampler
 
@@ -70,7 +71,7 @@ class FrameModel(pl.LightningModule):
     ) -> None:
         super().__init__()
         canvas = int(canvas_size or image_size)
-        check_sizes(energy, int(image_size), canvas)
+        energy.check_canvas(int(image_size), canvas)
         if precondition not in PRECONDITIONS:
             raise ValueError(f"model.precondition must be one of {PRECONDITIONS}, got {precondition!r}")
         if precondition == "obs_variance" and not hasattr(energy, "variance_preconditioner"):
@@ -118,10 +119,9 @@ class FrameModel(pl.LightningModule):
         generator = self.buffer.generator(observed.device)
         bounds = self.input_space.bounds(observed.device, observed.dtype)
         if self.recovery is not None:  # cold start from the masked batch; only the holes move
-            check_recovery_buffer(self.buffer, observed)
             n = observed.shape[0]
             rows = (self.global_rank * n, self.world_size * n)
-            start, missing = self.recovery.masked_chains(observed, self.input_space, generator, rows)
+            start, missing = self.recovery.masked_chains(observed, self.buffer, self.input_space, generator, rows)
             chains = self.sampler.sample(self.energy, start, mask=missing, bounds=bounds, generator=generator, rows=rows)
             self.buffer.update(chains)
             return chains
@@ -172,22 +172,10 @@ class FrameModel(pl.LightningModule):
             self.input_space.fit(self.mean_over_processes(batch.float().mean(0, keepdim=True)))
 
     # -- monitoring ----------------------------------------------------------------------------
-    @torch.no_grad()
     def log_statistics(self, feats_obs: dict[str, Tensor], feats_syn: dict[str, Tensor]) -> None:
         """Logs the statistics gap |H_obs - H_syn| and the energies, per layer and in all."""
-        h_obs = {k: self.mean_over_processes(v.float().mean(0)) for k, v in self.energy.statistics(feats_obs).items()}
-        h_syn = {k: self.mean_over_processes(v.float().mean(0)) for k, v in self.energy.statistics(feats_syn).items()}
-        metrics = {}
-        gap_sq, obs_sq = 0.0, 0.0
-        for layer in h_obs:
-            diff, ref = (h_obs[layer] - h_syn[layer]).norm() ** 2, h_obs[layer].norm() ** 2
-            metrics[f"train/gap_rel/{layer}"] = (diff / ref.clamp_min(1e-12)).sqrt()
-            gap_sq, obs_sq = gap_sq + diff, obs_sq + ref
-        for name, feats in (("obs", feats_obs), ("syn", feats_syn)):
-            energies = {k: self.mean_over_processes(v.float().mean()) for k, v in self.energy.layer_energies(feats).items()}
-            metrics[f"train/energy_{name}"] = sum(energies.values())
-            metrics.update({f"train/energy_{name}/{k}": v for k, v in energies.items()})
-        self.log("train/gap_rel", (gap_sq / obs_sq.clamp_min(1e-12)).sqrt(), prog_bar=True, on_step=True, on_epoch=False)
+        metrics = statistics_gap(self.energy, feats_obs, feats_syn, self.mean_over_processes)
+        self.log("train/gap_rel", metrics.pop("train/gap_rel"), prog_bar=True, on_step=True, on_epoch=False)
         self.log_dict(metrics, on_step=True, on_epoch=False)
 
     def mean_over_processes(self, value: Tensor) -> Tensor:
@@ -210,27 +198,3 @@ class FrameModel(pl.LightningModule):
                 f"{type(self.energy).__name__}: pass the same model=... as the run that wrote it"
             )
 
-
-def check_sizes(energy: Energy, image_size: int, canvas: int) -> None:
-    """The canvas of the chains against the training images' size, with the key to change."""
-    energy.check_image_size(image_size)
-    if energy.positional and canvas != image_size:
-        raise ValueError(
-            f"model.canvas_size ({canvas}) must equal data.image_size ({image_size}) for "
-            f"{type(energy).__name__}: its weights are tied to positions"
-        )
-    if canvas < image_size:
-        raise ValueError(
-            f"model.canvas_size ({canvas}) is smaller than data.image_size ({image_size}): the "
-            "synthesized canvas must be at least as large as the observed images"
-        )
-
-
-def check_recovery_buffer(buffer: ChainBuffer, observed: Tensor) -> None:
-    """Training for recovery keeps one chain per image of the batch."""
-    if tuple(observed.shape) != tuple(buffer.chains.shape):
-        raise ValueError(
-            f"model.recovery: the chains are the masked training images, so the chain buffer "
-            f"{tuple(buffer.chains.shape)} must match the batch {tuple(observed.shape)}: set "
-            "model.buffer.n_chains to the batch size (data.batch_size, or the number of images)"
-        )

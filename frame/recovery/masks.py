@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from frame.buffer import ChainBuffer
     from frame.input_space import InputSpace
 
 PLACEMENTS = ("random", "center")
@@ -175,14 +176,22 @@ class RecoveryMasks:
         return square_masks(n, size, self.mask_size, self.n_masks, self.placement, generator, device)
 
     def masked_chains(
-        self, observed: Tensor, space: InputSpace, generator: torch.Generator, rows: tuple[int, int]
+        self, observed: Tensor, buffer: ChainBuffer, space: InputSpace, generator: torch.Generator, rows: tuple[int, int]
     ) -> tuple[Tensor, Tensor]:
         """(start chains, missing) for a batch of training images ``observed`` (input space).
 
-        Every process holds the same generator: masks are drawn for the images of all
-        processes, ``rows = (first row, total rows)``, and this process keeps its own rows, so
-        the processes' masks differ and a resumed run draws the same ones.
+        The chains are the masked training images, one per image of the batch, and the
+        `buffer` keeps them for display. Every process holds the same generator: masks are
+        drawn for the images of all processes, ``rows = (first row, total rows)``, and this
+        process keeps its own rows, so the processes' masks differ and a resumed run draws
+        the same ones.
         """
+        if tuple(observed.shape) != tuple(buffer.chains.shape):
+            raise ValueError(
+                f"model.recovery: the chains are the masked training images, so the chain buffer "
+                f"{tuple(buffer.chains.shape)} must match the batch {tuple(observed.shape)}: set "
+                "model.buffer.n_chains to the batch size (data.batch_size, or the number of images)"
+            )
         n = observed.shape[0]
         missing = self.sample(rows[1], observed.shape[-2:], generator, observed.device)[rows[0] : rows[0] + n]
         return start_chains(observed.float(), missing, self.start, space), missing
