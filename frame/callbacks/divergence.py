@@ -1,8 +1,12 @@
 """Stops a run whose chains, energies or weights diverge, and backs a rolled-back run off.
 
 EBMs diverge when the Langevin step, the learning rate or the number of steps is too large:
-the chains or weights turn NaN/Inf, or the energy of the synthesized images runs away. The
-guard checks after every optimizer step (Lightning runs user callbacks before
+the chains or weights turn NaN/Inf, or the energy of the synthesized images runs away. They
+also diverge slowly, with every number finite: a layer's statistics gap climbs back far above
+the best it reached, or the mean energies of observed and synthesized images drift apart
+(the synthesized images leave the data while the weights chase them). The guard counts the
+steps a layer spends in such a state and stops the run after ``patience`` of them in a row.
+It checks after every optimizer step (Lightning runs user callbacks before
 ``ModelCheckpoint``, so the bad weights never reach ``last.ckpt``), writes a diagnostic
 checkpoint and raises ``DivergenceError`` naming the layer and the quantity.
 
@@ -33,15 +37,35 @@ class DivergenceGuard(pl.Callback):
 
     Args:
         max_abs_energy: |mean f_l| of a layer beyond this counts as divergence.
+        climb: slow divergence: a layer's gap_rel above ``climb`` times its running minimum
+            (and above ``min_gap``), or its energy spread |f_obs - f_syn| / max(|f_obs|, |f_syn|)
+            above ``climb`` times its running minimum (and above 0.5) ...
+        patience: ... for this many steps in a row (0 turns the slow check off).
+        min_gap: gap_rel values below this never count as climbing.
         backoff: multiplies the Langevin step size and the learning rate (set by rollbacks).
     """
 
-    def __init__(self, max_abs_energy: float = 1e15, backoff: float = 1.0) -> None:
+    def __init__(
+        self,
+        max_abs_energy: float = 1e15,
+        climb: float = 2.0,
+        patience: int = 25,
+        min_gap: float = 0.1,
+        backoff: float = 1.0,
+    ) -> None:
         if not max_abs_energy > 0:
             raise ValueError(f"callbacks.divergence_guard.max_abs_energy must be > 0, got {max_abs_energy}")
+        if not climb > 1:
+            raise ValueError(f"callbacks.divergence_guard.climb must be > 1, got {climb}")
+        if int(patience) != patience or patience < 0:
+            raise ValueError(f"callbacks.divergence_guard.patience must be an integer >= 0, got {patience}")
         self.max_abs_energy = float(max_abs_energy)
+        self.climb, self.patience, self.min_gap = float(climb), int(patience), float(min_gap)
         self.backoff = float(backoff)
         self._restored_backoff = 1.0
+        #: per watched quantity: its running minimum and the steps it has spent above the bound
+        self.minimum: dict[str, float] = {}
+        self.streak: dict[str, int] = {}
 
     # -- the check -----------------------------------------------------------------------------
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -78,6 +102,33 @@ class DivergenceGuard(pl.Callback):
         bad = [name for name, p in pl_module.energy.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
         if bad:
             found.append(f"the weights {', '.join(bad)} became non-finite after the update")
+        return found or self.slow_divergence(metrics)
+
+    def slow_divergence(self, metrics: dict[str, torch.Tensor]) -> list[str]:
+        """Layers whose gap or energy spread has stayed far above its best for ``patience`` steps."""
+        if not self.patience:
+            return []
+        watched = {key: (float(value), self.min_gap, "gap_rel") for key, value in metrics.items()
+                   if key.startswith("train/gap_rel/")}
+        for key, value in metrics.items():
+            if key.startswith("train/energy_obs/"):
+                layer = key.rsplit("/", 1)[-1]
+                e_obs, e_syn = float(value), float(metrics.get(f"train/energy_syn/{layer}", value))
+                if e_obs == e_syn == 0.0:  # weights still at 0 (Algorithm 1, step 2)
+                    continue
+                spread = abs(e_obs - e_syn) / max(abs(e_obs), abs(e_syn))
+                watched[f"energy_spread/{layer}"] = (spread, 0.5, "energy spread |f_obs - f_syn| / max(|f_obs|, |f_syn|)")
+        found = []
+        for key, (value, floor, what) in watched.items():
+            best = self.minimum[key] = min(self.minimum.get(key, value), value)
+            climbing = value > max(self.climb * best, floor)
+            self.streak[key] = self.streak.get(key, 0) + 1 if climbing else 0
+            if self.streak[key] >= self.patience:
+                found.append(
+                    f"slow divergence at layer {key.rsplit('/', 1)[-1]}: its {what} has been above "
+                    f"{self.climb:g} x its best ({best:.3g}) for {self.streak[key]} steps, now {value:.3g} "
+                    f"(callbacks.divergence_guard.climb / patience)"
+                )
         return found
 
     # -- rollback ------------------------------------------------------------------------------
@@ -96,7 +147,9 @@ class DivergenceGuard(pl.Callback):
         self._restored_backoff = self.backoff
 
     def state_dict(self) -> dict[str, Any]:
-        return {"backoff": self.backoff}
+        return {"backoff": self.backoff, "minimum": dict(self.minimum), "streak": dict(self.streak)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored_backoff = float(state_dict.get("backoff", 1.0))
+        self.minimum = dict(state_dict.get("minimum", {}))
+        self.streak = dict(state_dict.get("streak", {}))

@@ -1,0 +1,51 @@
+"""The divergence guard also stops a run that diverges slowly, with every number finite."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import pytest
+import torch
+
+from frame.callbacks import DivergenceError, DivergenceGuard
+from frame.training import train
+from tests.test_training import make_cfg, read_metric
+
+
+class AscentAfter(pl.Callback):
+    """Turns learning into gradient ascent after `step` steps: the weights then push the
+    dreams away from the data step after step, and every number stays finite."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        for group in trainer.optimizers[0].param_groups:
+            group["maximize"] = trainer.global_step >= self.step
+
+
+def test_the_guard_stops_a_run_whose_gap_climbs(tmp_path):
+    cfg = make_cfg(
+        tmp_path, "model=stationary", "data=texture", "data.image_size=32", "model.energy.extractor.layers=[conv1_2]",
+        "model.sampler.precision=fp32", "model.sampler.n_steps=10", "model.buffer.n_chains=1",
+        "model.optimizer.lr=0.1", "trainer.max_steps=80", "data.steps_per_epoch=80",
+        "callbacks.divergence_guard.patience=5", "callbacks.divergence_guard.climb=1.5",
+        "+callbacks.ascent._target_=tests.test_divergence.AscentAfter", "+callbacks.ascent.step=25",
+    )
+    with pytest.raises(DivergenceError, match=r"slow divergence at layer conv1_2") as info:
+        train(cfg)
+    gaps = read_metric(tmp_path, "train/gap_rel")
+    assert 25 < len(gaps) < 80 and all(map(torch.isfinite, torch.tensor(gaps)))  # stopped early, nothing NaN
+    assert max(gaps[-5:]) > 1.5 * min(gaps)
+    assert "diverged_step" in str(info.value)
+
+
+def test_a_gap_that_falls_and_wobbles_is_not_divergence():
+    guard = DivergenceGuard(patience=3)
+    for gap in (0.9, 0.5, 0.3, 0.35, 0.4, 0.32, 0.45, 0.3, 0.5, 0.4):
+        metrics = {"train/gap_rel/a": torch.tensor(gap), "train/energy_obs/a": torch.tensor(10.0),
+                   "train/energy_syn/a": torch.tensor(9.0 + gap)}
+        assert guard.slow_divergence(metrics) == []
+    for step in range(3):  # the energies drift apart while the gap looks fine
+        found = guard.slow_divergence({"train/gap_rel/a": torch.tensor(0.3), "train/energy_obs/a": torch.tensor(10.0),
+                                       "train/energy_syn/a": torch.tensor(-5.0)})
+    assert found and "energy spread" in found[0]
