@@ -85,6 +85,7 @@ class FrameModel(pl.LightningModule):
         self.precondition = precondition
         self.recovery = RecoveryMasks.from_config(recovery)
         self._lr_factors: dict[str, Tensor] | None = None
+        self._observed: tuple[Tensor, dict[str, Tensor]] | None = None
         #: the resolved config this module was built from (``frame.training.build_model``
         #: sets it); stored in checkpoints so that the commands can rebuild the model
         self.model_config: dict[str, Any] | None = None
@@ -105,8 +106,7 @@ class FrameModel(pl.LightningModule):
     # -- Algorithm 1 ---------------------------------------------------------------------------
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         observed = self.to_input(batch)
-        with torch.no_grad():
-            feats_obs = self.features(observed)  # step 1
+        feats_obs = self.observed_features(observed)  # step 1
         synthesized = self.synthesize(observed)  # steps 3-5
         feats_syn = self.features(synthesized)  # step 6
         if self.precondition == "obs_variance" and self._lr_factors is None:
@@ -137,6 +137,15 @@ class FrameModel(pl.LightningModule):
     def features(self, x: Tensor) -> dict[str, Tensor]:
         with self.sampler.autocast(x.device):
             return self.energy.features(self.sampler.prepare(x))
+
+    @torch.no_grad()
+    def observed_features(self, observed: Tensor) -> dict[str, Tensor]:
+        """The features of the observed images, computed once while the batch stays the same
+        (a full-batch run sees the same images every iteration; the filters are frozen)."""
+        cached = self._observed
+        if cached is None or cached[0].shape != observed.shape or not torch.equal(cached[0], observed):
+            self._observed = cached = (observed, self.features(observed))
+        return cached[1]
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         for layer, factor in (self._lr_factors or {}).items():
