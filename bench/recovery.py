@@ -41,9 +41,9 @@ if str(ROOT) not in sys.path:
 
 from frame.checkpoint import load_model  # noqa: E402
 from frame.data import list_images, load_images, to_tensor  # noqa: E402
-from frame.inpaint import inpaint  # noqa: E402
-from frame.masks import square_masks  # noqa: E402
 from frame.recovery import BASELINES, LABELS, available_baselines, masked_mae  # noqa: E402
+from frame.recovery.inpaint import inpaint  # noqa: E402
+from frame.recovery.masks import square_masks  # noqa: E402
 
 #: the paper's Table 2 (CelebA 64x64, 1,000 test images), for reference
 PAPER = {

@@ -9,7 +9,7 @@ up to ``--n`` training faces, the held-out subjects' faces and the natural image
 (../shared/data/natural, BSDS500), and the ROC AUC of f(I; w) as a face detector (faces
 positive, natural images negative), on training and on held-out faces; then the same for
 log p(I; w) + log Z = f(I; w) + log q(I), the score to read when q(I) is centred on the mean
-face (``model.reference_mean=data``, see ``frame.score``).
+face (``model.reference_mean=data``, see ``frame.scoring``).
 The training faces are given to the data module as a folder of symbolic links in the run
 directory, never copied.
 """
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from frame.checkpoint import load_model  # noqa: E402
 from frame.data.images import list_images  # noqa: E402
-from frame.score import SCORES, format_table, load_folder, model_image_size, roc_auc, score_images, summary, write_csv  # noqa: E402
+from frame.scoring import SCORES, format_table, load_folder, model_image_size, roc_auc, score_images, summary, write_csv  # noqa: E402
 from frame.training import train  # noqa: E402
 
 

@@ -13,7 +13,7 @@ from frame.input_space import CAFFE_MEAN, PixelSpace
 from frame.models import FrameModel
 from frame.sampling import LangevinSampler
 from frame.schedules import log_decay, log_decay_factor
-from frame.score import roc_auc
+from frame.scoring import roc_auc
 
 
 def gconvnet(extractor, **kwargs) -> GConvNetEnergy:

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from frame.checkpoint import load_model
-from frame.score import main as score_main
+from frame.cli.score import main as score_main
 from frame.training import train
 from tests.conftest import CONF_DIR
 
@@ -145,8 +145,8 @@ def test_frame_score_writes_f_per_image_and_prints_the_table(scratch_run, tmp_pa
             Image.new("L", (20, 24), value + i).save(folder / f"{i}.png")
         folders.append(folder)
     out = tmp_path / "scores.csv"
-    results = score_main(["--ckpt", str(scratch_run / "checkpoints" / "last.ckpt"), "--input", str(folders[0]),
-                          "--input", str(folders[1]), "--out", str(out), "--device", "cpu"])
+    assert score_main(["--ckpt", str(scratch_run / "checkpoints" / "last.ckpt"), "--input", str(folders[0]),
+                       "--input", str(folders[1]), "--out", str(out), "--device", "cpu"]) == 0
     with open(out) as handle:
         rows = list(csv.DictReader(handle))
     assert [Path(r["path"]).name for r in rows] == ["0.png", "1.png", "2.png"] * 2
@@ -155,7 +155,7 @@ def test_frame_score_writes_f_per_image_and_prints_the_table(scratch_run, tmp_pa
     with torch.no_grad():
         expected = model.energy(model.to_input(image)).item()
     assert float(rows[0]["f"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
-    assert len(results[str(folders[1])][1]) == 3
+    assert [r["input"] for r in rows] == [str(folders[0])] * 3 + [str(folders[1])] * 3
     printed = capsys.readouterr().out
     assert "mean" in printed and "std" in printed and "bright" in printed
     # --score log_p: f(I; w) + log q(I), with log q = -||x||^2 / 2 sigma^2 on the input x
@@ -170,8 +170,8 @@ def test_frame_score_writes_f_per_image_and_prints_the_table(scratch_run, tmp_pa
 
 
 def test_frame_sample_cold_starts_a_cold_start_model_from_a_flat_image(scratch_run, tmp_path):
-    from frame.sample import initial_chains
-    from frame.sample import main as sample_main
+    from frame.cli.sample import main as sample_main
+    from frame.synthesis import initial_chains
 
     ckpt = scratch_run / "checkpoints" / "last.ckpt"
     model = load_model(ckpt)

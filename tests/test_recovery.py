@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from frame.checkpoint import load_model
-from frame.inpaint import MaskError, main as inpaint_main
+from frame.cli.inpaint import MaskError, main as inpaint_main
 from frame.recovery.inpaint import inpaint
 from frame.recovery.masks import RecoveryMasks, fill_missing, square_masks, start_chains
 from frame.energies import NonStationaryEnergy
@@ -243,7 +243,7 @@ def test_frame_inpaint_writes_same_named_outputs_keeping_observed_pixels(tiny_ch
     assert (out / "grid.png").is_file()
     first = {}
     for name, array in arrays.items():
-        got = np.asarray(Image.open(out / name))
+        got = np.asarray(Image.open(out / "images" / name))
         assert got.shape == array.shape  # same size, grey stays grey
         hole = np.asarray(Image.open(out / "masks" / Path(name).with_suffix(".png")).convert("L")) > 127
         assert hole.sum() == 100
@@ -256,7 +256,7 @@ def test_frame_inpaint_writes_same_named_outputs_keeping_observed_pixels(tiny_ch
     inpaint_main(["--ckpt", str(tiny_checkpoint), "--input", str(tmp_path / "in"), "--out", str(again),
                   "--masks", str(out / "masks"), "--seed", "3", "--steps", "3", "--device", "cpu"])
     for name in arrays:
-        assert np.array_equal(np.asarray(Image.open(again / name)), first[name])
+        assert np.array_equal(np.asarray(Image.open(again / "images" / name)), first[name])
 
 
 def test_frame_inpaint_rejects_masks_that_do_not_match_naming_the_file(tiny_checkpoint, tmp_path):
@@ -266,7 +266,7 @@ def test_frame_inpaint_rejects_masks_that_do_not_match_naming_the_file(tiny_chec
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(masks / "grey.png")
     Image.fromarray(np.zeros((40, 56), np.uint8)).save(masks / "wide.png")
     args = ["--ckpt", str(tiny_checkpoint), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
-            "--masks", str(masks), "--device", "cpu"]
+            "--masks", str(masks), "--device", "cpu", "--debug"]
     with pytest.raises(MaskError, match=r"no mask for image .*face\.pgm.*face\.png"):
         inpaint_main(args)
     Image.fromarray(np.zeros((42, 48), np.uint8)).save(masks / "face.png")  # transposed size

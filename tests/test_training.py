@@ -104,15 +104,16 @@ def test_wandb_runs_offline_and_logs_samples(tmp_path, monkeypatch):
 def test_frame_sample_draws_a_grid_from_a_checkpoint(tmp_path):
     from PIL import Image
 
-    from frame.sample import main as sample_main
+    from frame.cli.sample import main as sample_main
 
     train(make_cfg(tmp_path / "run"))
     ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
-    out = sample_main(["--ckpt", ckpt, "--out", str(tmp_path / "grid.png"), "--n", "4", "--save-chains"])
+    out = tmp_path / "grid.png"
+    assert sample_main(["--ckpt", ckpt, "--out", str(out), "--n", "4", "--save-chains"]) == 0
     chains = torch.load(tmp_path / "grid.pt", weights_only=True)
     saved = load_model(ckpt).buffer.chains
     assert chains.shape == (4, *saved.shape[1:])
     assert not torch.equal(chains[:2], saved[:2])  # the saved chains moved on
     assert Image.open(out).size[0] > 2 * saved.shape[-1]
-    with pytest.raises(ValueError, match="--size"):
-        sample_main(["--ckpt", ckpt, "--out", str(tmp_path / "x.png"), "--size", "48"])
+    with pytest.raises(ValueError, match="size 48"):
+        sample_main(["--ckpt", ckpt, "--out", str(tmp_path / "x.png"), "--size", "48", "--debug"])

@@ -35,14 +35,12 @@ Sources (``load_vgg16_state_dict(source=...)``):
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -400,25 +398,10 @@ def load_vgg16_state_dict(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="frame-fetch-weights", description="Fetch, convert and cache the Caffe VGG-16 weights."
-    )
-    parser.add_argument("--cache-dir", default=None, help="default: $FRAME_CACHE or ~/.cache/frame")
-    parser.add_argument("--force", action="store_true", help="re-fetch and re-convert even if cached")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        state_dict = load_caffe(args.cache_dir, force=args.force)
-    except WeightsUnavailableError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    path = cache_root(args.cache_dir) / CACHE_FILENAME
-    print(f"cache:            {path} ({path.stat().st_size / 2**20:.1f} MiB)")
-    print(f"file sha256:      {file_sha256(path)}")
-    print(f"content sha256:   {state_dict_sha256(state_dict)}")
-    print(f"tensors:          {len(state_dict)} ({sum(t.numel() for t in state_dict.values()):,} params)")
-    print(f"elapsed:          {time.perf_counter() - start:.1f} s")
-    return 0
+    """``python -m frame.nets.weights``: the command ``frame-fetch-weights`` (``frame.cli.fetch_weights``)."""
+    from frame.cli.fetch_weights import main as fetch_weights
+
+    return fetch_weights(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,161 @@
+"""What every ``frame-*`` command shares: its flags, their defaults, and how errors reach the user.
+
+One convention for all commands (``frame.cli``):
+
+    --ckpt PATH        a checkpoint written by train.py (``<run>/checkpoints/last.ckpt``)
+    --input PATH       an image file or a folder (searched recursively); repeatable
+    --out PATH         what the command writes (a file or a folder); never over an input
+    --n N              how many images
+    --batch-size N     images per forward pass
+    --device DEV       ``auto`` (cuda when there is one, else cpu), ``cpu``, ``cuda``, ``cuda:1``
+    --seed S           seeds every random draw of the command
+    --debug            show the traceback of an error
+
+``run`` parses the command line and runs a command. An error the user can fix (a missing
+file, a checkpoint that is not one, a folder without images, a bad value) prints one line,
+``frame-<cmd>: error: <message>``, on stderr and exits 2; a machine that cannot do it (no
+network for the weights, out of memory) prints one line and exits 1. Tracebacks only with
+``--debug``. A bad flag is also one line (argparse's usage block is left to ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from frame.data.images import is_image_file
+from frame.nets.weights import WeightsUnavailableError
+
+#: errors in what the user gave: exit status 2
+USER_ERRORS = (OSError, ValueError)
+#: the machine cannot do what was asked: exit status 1
+MACHINE_ERRORS = (WeightsUnavailableError, torch.OutOfMemoryError)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every default in ``--help`` (not the None of a flag without one) and the
+    module docstring as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``frame-<cmd>: error: ... (see frame-<cmd> --help)``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def device(value: str) -> torch.device:
+    """argparse type: ``auto`` or a torch device that exists on this machine."""
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(value)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {value!r}: use auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{value}: this machine has no CUDA device; use --device cpu")
+    return chosen
+
+
+def make_parser(prog: str, doc: str | None) -> Parser:
+    """A command's parser with ``--device``, ``--seed`` and ``--debug``; the first line of
+    ``doc`` is the summary, the rest the description."""
+    parser = Parser(prog=prog, description=(doc or "").strip(), formatter_class=HelpFormatter)
+    parser.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return parser
+
+
+def add_ckpt(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", type=Path, required=True, help="checkpoint written by train.py (<run>/checkpoints/last.ckpt)")
+
+
+def add_input(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--input", type=Path, action="append", required=True, metavar="PATH", help=help)
+
+
+def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace], Any], argv: list[str] | None) -> int:
+    """Parses ``argv`` and runs ``command(args)``; returns the exit status (module docstring)."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a bad flag already reported in one line
+        return done.code if isinstance(done.code, int) else 2
+    if args.debug:
+        command(args)
+        return 0
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, category, *_, **__: print(
+            f"{parser.prog}: warning: {one_line(message)}", file=sys.stderr
+        )
+        try:
+            command(args)
+        except MACHINE_ERRORS as err:
+            return fail(parser.prog, err, 1)
+        except USER_ERRORS as err:
+            return fail(parser.prog, err, 2)
+        except KeyboardInterrupt:
+            print(f"{parser.prog}: interrupted", file=sys.stderr)
+            return 130
+    return 0
+
+
+def fail(prog: str, err: BaseException, status: int) -> int:
+    hint = " (lower --batch-size)" if isinstance(err, torch.OutOfMemoryError) else ""
+    print(f"{prog}: error: {one_line(err)}{hint} (--debug shows the traceback)", file=sys.stderr)
+    return status
+
+
+def one_line(err: BaseException | Warning | str) -> str:
+    """The message of ``err`` on one line (an OSError as ``<file>: <what is wrong>``)."""
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text or type(err).__name__
+
+
+def check_outputs(reads: Mapping[str, Iterable[Path]], files: Iterable[Path] = (), folder: Path | None = None) -> None:
+    """Refuses outputs that would write over what the command reads.
+
+    ``reads`` maps a flag (``--input``, ``--masks``, ``--ckpt``) to the paths it named;
+    ``files`` are the files the command writes, ``folder`` the folder it fills. A file may not
+    be one it reads, nor an image inside a folder it reads; the folder may not be, contain or lie inside a file or folder it reads
+    (its outputs could overwrite them, or be read as inputs by the next run).
+    """
+    out = folder.resolve() if folder is not None else None
+    for flag, paths in reads.items():
+        for path in paths:
+            read = path.resolve()
+            for file in files:
+                if file.resolve() == read or (read.is_dir() and read in file.resolve().parents and is_image_file(file)):
+                    raise ValueError(
+                        f"--out {file} would overwrite {flag} {path} or become one of its images: choose another --out"
+                    )
+            if out is None:
+                continue
+            if out == read or out in read.parents:
+                raise ValueError(f"--out {folder} is or contains {flag} {path}: choose an --out folder outside it")
+            if read.is_dir() and read in out.parents:
+                raise ValueError(f"--out {folder} lies inside {flag} {path}: choose an --out folder outside it")

