@@ -85,8 +85,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as err:  # truncated, not a checkpoint, or a pickle of objects
         raise CheckpointError(
             f"cannot read checkpoint {path}: it is not a torch checkpoint of tensors and plain values "
-            f"({load_failure(err)}); it is damaged or was not written by frame's train.py: give --ckpt a "
-            "<run>/checkpoints/last.ckpt"
+            f"({load_failure(err)}); it is damaged or was not written by frame's train.py: use the "
+            "checkpoints/last.ckpt of a train.py run"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "frame" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint written by frame's train.py (no model config inside)")
