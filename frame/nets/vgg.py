@@ -44,15 +44,26 @@ def _layer(name: str) -> Layer:
     return _ARCH[name]
 
 
-def build_features(depth: int | None = None) -> nn.Sequential:
-    """``vgg16().features`` (same module indices), keeping the first ``depth`` modules."""
+PADDINGS = ("zeros", "circular")
+
+
+def build_features(depth: int | None = None, padding: str = "zeros") -> nn.Sequential:
+    """``vgg16().features`` (same module indices), keeping the first ``depth`` modules.
+
+    ``padding="circular"`` wraps every 3x3 conv around the image borders: the filters then see
+    a torus, so a stationary model's samples tile without seams (on canvases divisible by the
+    taps' pooling factor).
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"model.energy.extractor.padding must be one of {PADDINGS}, got {padding!r}")
     modules: list[nn.Module] = []
     channels = 3
     for v in VGG16_CFG:
         if v == "M":
             modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
-            modules += [nn.Conv2d(channels, int(v), kernel_size=3, padding=1), nn.ReLU(inplace=False)]
+            conv = nn.Conv2d(channels, int(v), kernel_size=3, padding=1, padding_mode=padding)
+            modules += [conv, nn.ReLU(inplace=False)]
             channels = int(v)
     return nn.Sequential(*modules[:depth])
 
@@ -61,7 +72,18 @@ def build_features(depth: int | None = None) -> nn.Sequential:
 
 
 class VGG16Features(nn.Module):
-    """Frozen VGG-16 returning the post-ReLU responses F^(l) * I (eq. (2)) at named taps."""
+    """Frozen VGG-16 returning the post-ReLU responses F^(l) * I (eq. (2)) at named taps.
+
+    Args:
+        layers: the taps (``conv3_3``, ``pool2``, ...); the net is cut after the deepest.
+        source: where the weights come from: ``caffe`` (the authors'), ``torchvision``,
+            ``random`` (tests), a path to a state dict, or ``checkpoint`` (filled in by a
+            checkpoint's state dict, so nothing is read).
+        cache_dir: where ``caffe`` weights are cached (``FRAME_CACHE`` wins).
+        seed: of the ``random`` weights.
+        input_space: ``caffe`` or ``torchvision`` (default: the source's, ``frame.input_space``).
+        padding: ``zeros`` (VGG's) or ``circular`` (seamless textures, see ``build_features``).
+    """
 
     def __init__(
         self,
@@ -70,6 +92,7 @@ class VGG16Features(nn.Module):
         cache_dir: str | None = None,
         seed: int = 0,
         input_space: str | None = None,
+        padding: str = "zeros",
     ) -> None:
         super().__init__()
         names = (layers,) if isinstance(layers, str) else tuple(layers)
@@ -84,7 +107,8 @@ class VGG16Features(nn.Module):
         self._taps: dict[int, str] = {VGG16_LAYERS[n]: n for n in self.layers}
 
         depth = VGG16_LAYERS[self.layers[-1]] + 1
-        self.features = build_features(depth)
+        self.padding = padding
+        self.features = build_features(depth, padding)
         if self.source != CHECKPOINT_SOURCE:
             state_dict = load_vgg16_state_dict(self.source, cache_dir=cache_dir, seed=seed)
             self.load_state_dict({k: v for k, v in state_dict.items() if int(k.split(".")[1]) < depth})
@@ -146,4 +170,4 @@ class VGG16Features(nn.Module):
         return layer.out_channels, h >> layer.n_pools, w >> layer.n_pools
 
     def extra_repr(self) -> str:
-        return f"layers={self.layers}, source={self.source!r}, input_space={self.input_space.name!r}"
+        return f"layers={self.layers}, source={self.source!r}, input_space={self.input_space.name!r}, padding={self.padding!r}"
