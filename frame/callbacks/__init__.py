@@ -2,7 +2,8 @@
 
 from frame.callbacks.detectors import DetectorMaps
 from frame.callbacks.divergence import DivergenceError, DivergenceGuard
+from frame.callbacks.eval import EvalMetrics
 from frame.callbacks.random_states import RandomStates
 from frame.callbacks.samples import SampleGrid, publish_grid
 
-__all__ = ["DetectorMaps", "DivergenceError", "DivergenceGuard", "RandomStates", "SampleGrid", "publish_grid"]
+__all__ = ["DetectorMaps", "DivergenceError", "DivergenceGuard", "EvalMetrics", "RandomStates", "SampleGrid", "publish_grid"]

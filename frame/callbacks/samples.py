@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
@@ -24,15 +25,23 @@ def side_by_side(observed: Tensor, synthesized: Tensor, nrow: int, padding: int 
     return torch.cat([left, gap, right], dim=2)
 
 
+def to_uint8(grid: Tensor) -> np.ndarray:
+    """[3, H, W] in [0, 1] -> H x W x 3 uint8 in 0-255, rounded exactly as ``save_image`` does."""
+    return grid.detach().float().cpu().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+
 def publish_grid(trainer: pl.Trainer, grid: Tensor, folder: Path, key: str, caption: str) -> Path:
-    """Writes ``<folder>/step_XXXXXX.png`` and logs the grid to every W&B logger of the run."""
+    """Writes ``<folder>/step_XXXXXX.png`` and logs the same pixels to every W&B logger of the run.
+
+    W&B gets uint8 0-255 pixels: a [0, 1] float grid handed to ``log_image`` arrives as a black image.
+    """
     step = trainer.global_step
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:06d}.png"
     save_image(grid, path)
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[grid], step=step, caption=[caption])
+            logger.log_image(key=key, images=[to_uint8(grid)], step=step, caption=[caption])
     return path
 
 

@@ -1,0 +1,134 @@
+"""Sample quality while training: model-independent metrics of the chains every N steps.
+
+Every ``every_n_steps`` steps (and at the end) the chains (``pl_module.buffer.chains``, as
+images through ``pl_module.to_images``) are scored against the training images
+(``trainer.datamodule.observed_images()``, else the current batch) with ``frame.eval``, and
+logged as ``eval/<metric>`` to every logger of the run (W&B history, metrics.csv), with
+``eval/<metric>_floor`` (real images against real images) and ``eval/<metric>_ceiling``
+(white noise) so a chart shows where the curve sits. The VGG-16 features, the reference
+features and the floor and ceiling are computed once, at the first evaluation.
+
+``kind="objects"``: ``eval/kid`` (+ ``eval/kid_std``), ``eval/fd``, ``eval/precision``,
+``eval/recall``, ``eval/density``, ``eval/coverage``, ``eval/distinct``, pixel checks.
+``kind="texture"``: ``eval/gram_rel``, ``eval/swd_rel``, pixel checks.
+VGG-16 feature distances, not Inception FID: not comparable with published FIDs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+from torch import Tensor
+
+from frame.eval.features import MIN_SIZE, POOLED_LAYERS, TEXTURE_LAYERS, VGGFeatures
+from frame.eval.report import KINDS, Evaluator, Score
+
+
+class EvalMetrics(pl.Callback):
+    """Logs ``eval/*`` quality metrics of the chains every ``every_n_steps`` steps.
+
+    Args:
+        every_n_steps: how often to evaluate (each evaluation runs VGG-16 on the samples).
+        n_samples: at most this many chains are scored (objects: also at most half the
+            training images, the other half being the reference; at least 6 are needed).
+        kind: ``objects`` (KID, FD, coverage, ...) or ``texture`` (Gram, sliced Wasserstein).
+        source: VGG-16 weights (``caffe``; ``random`` only in tests).
+        cache_dir: weights cache (default ``$FRAME_CACHE`` or ``~/.cache/frame``).
+        min_size: objects: images are upsampled to at least this side before VGG-16.
+        n_crops: texture: crops per compared set.
+        log_calibration: also log ``eval/<metric>_floor`` and ``eval/<metric>_ceiling``.
+        seed: splits, crops, noise and KID subsets (the global random state is untouched).
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 50,
+        n_samples: int = 64,
+        kind: str = "objects",
+        source: str = "caffe",
+        cache_dir: str | None = None,
+        min_size: int = MIN_SIZE,
+        n_crops: int = 32,
+        log_calibration: bool = True,
+        seed: int = 0,
+    ) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"callbacks.eval_metrics.every_n_steps must be >= 1, got {every_n_steps}")
+        if kind not in KINDS:
+            raise ValueError(f"callbacks.eval_metrics.kind must be one of {KINDS}, got {kind!r}")
+        self.every_n_steps = every_n_steps
+        self.n_samples = n_samples
+        self.kind = kind
+        self.source = source
+        self.cache_dir = cache_dir
+        self.min_size = min_size
+        self.n_crops = n_crops
+        self.log_calibration = log_calibration
+        self.seed = seed
+        self.evaluator: Evaluator | None = None
+        self._last_batch: Tensor | None = None
+        self._last_step = -1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Tensor, batch_idx: int) -> None:
+        self._last_batch = batch
+        if trainer.global_step % self.every_n_steps == 0:
+            self.log_metrics(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self._last_batch is not None and self._last_step != trainer.global_step:
+            self.log_metrics(trainer, pl_module)
+
+    def _reference(self, trainer: pl.Trainer) -> Tensor:
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "observed_images"):
+            return datamodule.observed_images()
+        return self._last_batch
+
+    def _evaluator(self, trainer: pl.Trainer, pl_module: Any, n_samples: int) -> Evaluator:
+        if self.evaluator is None:
+            reference = self._reference(trainer).detach().float().cpu()
+            objects = self.kind == "objects"
+            features = VGGFeatures(
+                layers=POOLED_LAYERS if objects else (),
+                texture_layers=() if objects else TEXTURE_LAYERS,
+                source=self.source,
+                cache_dir=self.cache_dir,
+                min_size=self.min_size,
+            ).to(pl_module.device)
+            n = min(n_samples, len(reference) // 2) if objects else None
+            if objects and n < 6:
+                raise ValueError(
+                    f"callbacks.eval_metrics (kind=objects) scores {n} images; it needs at least 6 chains "
+                    f"(model.n_chains) and 12 training images"
+                )
+            self.evaluator = Evaluator(
+                reference, self.kind, features=features, n=n, n_crops=self.n_crops, seed=self.seed,
+            )
+        return self.evaluator
+
+    def scores(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, Score]:
+        """The chains' scores now (the first call builds the features and the calibration)."""
+        with torch.no_grad():
+            images = pl_module.to_images(pl_module.buffer.chains[: self.n_samples]).detach().float().cpu()
+        return self._evaluator(trainer, pl_module, len(images))(images)
+
+    @rank_zero_only
+    def log_metrics(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        metrics: dict[str, float] = {}
+        for name, score in self.scores(trainer, pl_module).items():
+            metrics[f"eval/{name}"] = score.value
+            if score.std is not None:
+                metrics[f"eval/{name}_std"] = score.std
+            if self.log_calibration:
+                metrics[f"eval/{name}_floor"] = score.floor
+                metrics[f"eval/{name}_ceiling"] = score.ceiling
+        # the step Lightning logs this batch's training metrics under, so rows line up
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        # visible to train()'s return value and to sweeps (e.g. optimized_metric=eval/kid)
+        trainer.callback_metrics.update({key: torch.tensor(value) for key, value in metrics.items()})
+        self._last_step = trainer.global_step
