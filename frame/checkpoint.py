@@ -42,21 +42,27 @@ ALLOWED_TARGETS = frozenset({
 #: the Hydra keys a stored config may use besides ``_target_``
 HYDRA_KEYS = frozenset({"_partial_", "_convert_", "_recursive_"})
 FORMAT = 2
+#: deeper than any config we write: a crafted nesting fails here, not in a RecursionError
+MAX_DEPTH = 32
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or holds something we do not build."""
 
 
-def check_config(config: Any, origin: str, key: str = "model") -> None:
+def check_config(config: Any, origin: str, key: str = "model", depth: int = 0) -> None:
     """Refuses anything in `config` that we would not build ourselves, naming the key."""
+    if depth > MAX_DEPTH:
+        raise CheckpointError(f"{origin}: refused {key}: nested deeper than any config frame writes")
     if isinstance(config, dict):
         for name, value in config.items():
             where = f"{key}.{name}"
             if not isinstance(name, str):
-                raise CheckpointError(f"{origin}: {where} is not a string key")
+                raise CheckpointError(f"{origin}: refused {key}: its key {name!r} is not a string")
+            if "${" in name:
+                raise CheckpointError(f"{origin}: refused {where}: interpolations are not allowed in a checkpoint")
             if name == "_target_":
-                if value not in ALLOWED_TARGETS:
+                if not isinstance(value, str) or value not in ALLOWED_TARGETS:
                     raise CheckpointError(
                         f"{origin}: refused {where}={value!r}: a checkpoint may only build frame's own "
                         "models, energies, nets, samplers and torch optimizers"
@@ -64,10 +70,10 @@ def check_config(config: Any, origin: str, key: str = "model") -> None:
             elif name.startswith("_") and name.endswith("_") and name not in HYDRA_KEYS:
                 raise CheckpointError(f"{origin}: refused {where}: Hydra key {name} is not allowed in a checkpoint")
             else:
-                check_config(value, origin, where)
+                check_config(value, origin, where, depth + 1)
     elif isinstance(config, (list, tuple)):
         for i, value in enumerate(config):
-            check_config(value, origin, f"{key}[{i}]")
+            check_config(value, origin, f"{key}[{i}]", depth + 1)
     elif isinstance(config, str):
         if "${" in config:
             raise CheckpointError(f"{origin}: refused {key}={config!r}: interpolations are not allowed in a checkpoint")
@@ -88,10 +94,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"({load_failure(err)}); it is damaged or was not written by frame's train.py: use the "
             "checkpoints/last.ckpt of a train.py run"
         ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "frame" not in checkpoint:
+    if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict)
+            and isinstance(checkpoint.get("frame"), dict)):
         raise CheckpointError(f"{path} is not a checkpoint written by frame's train.py (no model config inside)")
-    checkpoint = upgrade(checkpoint)
-    check_config(checkpoint["frame"].get("model_config"), str(path))
+    try:
+        checkpoint = upgrade(checkpoint)
+    except (TypeError, KeyError, AttributeError) as err:  # a crafted or damaged format-1 header
+        raise CheckpointError(f"{path}: its frame header is not one frame's train.py writes ({type(err).__name__})") from None
+    config = checkpoint["frame"].get("model_config")
+    if config is not None and not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its model config is a {type(config).__name__}, not a config")
+    check_config(config, str(path))
     return checkpoint
 
 
