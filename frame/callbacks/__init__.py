@@ -1,9 +1,12 @@
 """Lightning callbacks of the framework."""
 
+from frame.callbacks.checkpointing import AtomicCheckpointIO, CheckpointWriteError, RunInterrupted, StopOnSignal
 from frame.callbacks.detectors import DetectorMaps
 from frame.callbacks.divergence import DivergenceError, DivergenceGuard
 from frame.callbacks.eval import EvalMetrics
 from frame.callbacks.random_states import RandomStates
 from frame.callbacks.samples import SampleGrid, publish_grid
 
-__all__ = ["DetectorMaps", "DivergenceError", "DivergenceGuard", "EvalMetrics", "RandomStates", "SampleGrid", "publish_grid"]
+__all__ = [
+    "AtomicCheckpointIO", "CheckpointWriteError", "RunInterrupted", "StopOnSignal",
+    "DetectorMaps", "DivergenceError", "DivergenceGuard", "EvalMetrics", "RandomStates", "SampleGrid", "publish_grid"]
