@@ -62,7 +62,7 @@ def blur(images: torch.Tensor, k: int) -> torch.Tensor:
 def test_kid_is_the_unbiased_cubic_kernel_mmd():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(10, 5, generator=g).double(), torch.randn(10, 5, generator=g).double() + 0.5
-    k = lambda u, v: (u @ v.T / 5 + 1) ** 3  # noqa: E731
+    k = lambda u, v: (u @ v.T / 5 + 1) ** 3  # KID's kernel, D = 5
     kxx, kyy = k(x, x), k(y, y)
     by_hand = ((kxx.sum() - kxx.trace()) + (kyy.sum() - kyy.trace())) / (10 * 9) - 2 * k(x, y).mean()
     mean, std = kid(x, y, subsets=3, subset_size=10)  # every subset holds every row

@@ -213,8 +213,8 @@ class Evaluator:
             taps = "+".join(self.features.layers)
             return (
                 f"objects: {self.n} samples vs {len(self.half_b)} held-out real images; floor: {self.n} other real "
-                f"images; ceiling: {ceiling}; features: global-average-pooled {taps}, images upsampled to "
-                f">= {self.features.min_size} px"
+                f"images; ceiling: {ceiling}; features: global-average-pooled {taps} (images below "
+                f"{self.features.min_size} px upsampled to it)"
             )
         return (
             f"texture: {self.n_crops} crops of {self.crop_size} px from the samples vs {self.n_crops} crops of the "

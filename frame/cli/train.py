@@ -1,0 +1,102 @@
+"""frame-train: learn a FRAME model by Algorithm 1; the same as ``python train.py``.
+
+    frame-train model=stationary data=texture trainer.max_steps=200
+    frame-train model=nonstationary data=objects ckpt_path=<run>/checkpoints/last.ckpt
+
+Takes Hydra overrides of the configs in ``conf/`` (next to the package in a source checkout).
+An error the user can fix (a config value out of range, a missing or crafted checkpoint, a
+folder that cannot be written) prints one line, ``frame-train: error: <message>``, on stderr
+and exits 2; a run that fails (divergence, weights that cannot be fetched) prints one line and
+exits 1; a run stopped by SIGTERM, SIGUSR1 or Ctrl+C saves ``last.ckpt`` of its step, says so
+and exits 128 + the signal number. Tracebacks only with ``--debug`` (or ``HYDRA_FULL_ERROR=1``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from frame.callbacks import DivergenceError, RunInterrupted
+from frame.cli.common import one_line
+from frame.nets.weights import WeightsUnavailableError
+from frame.training import train
+
+log = logging.getLogger(__name__)
+
+#: the configs, at the root of the source checkout
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+#: errors in what the user gave (exit status 2) and runs that could not go on (1)
+USER_ERRORS = (ValueError, OSError, OmegaConfBaseException, InstantiationException)
+RUN_ERRORS = (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError)
+
+
+def task(cfg: DictConfig) -> float | None:
+    """Hydra's task: trains, and returns the metric a sweeper minimises."""
+    try:
+        return train_and_score(cfg)
+    except (*USER_ERRORS, *RUN_ERRORS, RunInterrupted) as err:
+        if debugging():
+            raise
+        message, status = report(err)
+        print(f"{program()}: error: {message}", file=sys.stderr)
+        sys.exit(status)
+
+
+def train_and_score(cfg: DictConfig) -> float | None:
+    metric = cfg.get("optimized_metric")
+    try:
+        metrics = train(cfg)
+    except DivergenceError as err:
+        if metric is None:
+            raise
+        # in a sweep, a diverging trial is a bad score, not the end of the sweep
+        log.error("trial diverged, scored +inf: %s", err)
+        return float("inf")
+    # Hydra sweepers (e.g. Optuna) minimise the returned value.
+    return metrics.get(metric or "train/gap_rel")
+
+
+def report(err: BaseException) -> tuple[str, int]:
+    """The one line and the exit status of `err`."""
+    if isinstance(err, RunInterrupted):
+        return one_line(err), err.exit_code
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, (*USER_ERRORS, *RUN_ERRORS)):
+        err = err.__cause__  # the constructor's own message names the key
+    status = 1 if isinstance(err, RUN_ERRORS) else 2
+    hint = " (lower the batch size or the number of chains)" if isinstance(err, torch.OutOfMemoryError) else ""
+    return f"{one_line(err)}{hint} (--debug shows the traceback)", status
+
+
+def debugging() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def program() -> str:
+    return Path(sys.argv[0]).name or "frame-train"
+
+
+def main() -> None:
+    """``frame-train [--debug] [overrides...]`` (Hydra's flags, e.g. ``-m``, ``--cfg job``, work too)."""
+    if not CONF_DIR.is_dir():
+        print(
+            f"{program()}: error: no config folder at {CONF_DIR}: frame-train runs from a source checkout "
+            "(pip install -e <checkout>); or run python train.py in the checkout",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    if "--debug" in sys.argv[1:]:  # Hydra does not know the flag: it becomes Hydra's own switch
+        sys.argv.remove("--debug")
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")(task)()
+
+
+if __name__ == "__main__":
+    main()
