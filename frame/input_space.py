@@ -45,6 +45,10 @@ class InputSpace(nn.Module):
         """Black (0) and white (1) images in ``x``, broadcastable to the chains."""
         raise NotImplementedError
 
+    def to_network(self, x: Tensor) -> Tensor:
+        """``x`` -> what the network takes (grey chains replicated for a colour net)."""
+        return x
+
     def fit(self, images: Tensor) -> None:
         """Sets what the space takes from the training images (nothing unless it says so)."""
 
@@ -61,61 +65,85 @@ def _rgb(images: Tensor) -> Tensor:
 class NetworkSpace(InputSpace):
     """``x = (order(images) * scale - mean) / std``, the input of a pretrained network.
 
+    With ``grey``, the chains hold one channel, the grey level in the same units
+    (``x = (grey * scale - mean_grey) / std_grey``, the means and stds averaged over channels),
+    and ``to_network`` gives the colour net the grey image in all three channels: grey data
+    gets grey chains, which cannot drift into colour.
+
     Args:
         name: ``caffe`` or ``torchvision`` (shown in reprs and errors).
         bgr: the network takes BGR (Caffe) instead of RGB.
         scale: 255 (Caffe) or 1 (torchvision).
         mean, std: per channel, in the network's channel order.
+        grey: one-channel chains for grey images.
     """
 
-    def __init__(self, name: str, bgr: bool, scale: float, mean: tuple[float, ...], std: tuple[float, ...] = (1.0, 1.0, 1.0)) -> None:
+    def __init__(
+        self, name: str, bgr: bool, scale: float, mean: tuple[float, ...], std: tuple[float, ...] = (1.0, 1.0, 1.0),
+        grey: bool = False,
+    ) -> None:
         super().__init__()
         self.name, self.bgr, self.scale = name, bool(bgr), float(scale)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.grey = bool(grey)
+        self.channels = 1 if self.grey else 3
 
-    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _stats(self, x: Tensor, channels: int) -> tuple[Tensor, Tensor]:
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        if channels == 1:
+            return mean.mean(1, keepdim=True), std.mean(1, keepdim=True)
         return mean, std
 
     def _order(self, x: Tensor) -> Tensor:  # RGB <-> BGR is its own inverse
-        return x.flip(1) if self.bgr else x
+        return x.flip(1) if self.bgr and x.shape[1] == 3 else x
 
     def to_input(self, images: Tensor) -> Tensor:
-        mean, std = self._stats(images)
-        return (self._order(_rgb(images)) * self.scale - mean) / std
+        if self.grey and images.shape[1] == 3:
+            images = images.mean(1, keepdim=True)
+        elif not self.grey:
+            images = _rgb(images)
+        mean, std = self._stats(images, self.channels)
+        return (self._order(images) * self.scale - mean) / std
 
     def to_images(self, x: Tensor) -> Tensor:
-        mean, std = self._stats(x)
-        return self._order((x * std + mean) / self.scale)
+        mean, std = self._stats(x, self.channels)
+        return _rgb(self._order((x * std + mean) / self.scale))
+
+    def to_network(self, x: Tensor) -> Tensor:
+        if not self.grey:
+            return x
+        grey_mean, grey_std = self._stats(x, 1)
+        mean, std = self._stats(x, 3)
+        return (x * grey_std + grey_mean - mean) / std
 
     def bounds(self, device=None, dtype=None) -> tuple[Tensor, Tensor]:
-        zeros = torch.zeros(1, 3, 1, 1, device=device, dtype=dtype or torch.get_default_dtype())
+        zeros = torch.zeros(1, self.channels, 1, 1, device=device, dtype=dtype or torch.get_default_dtype())
         return self.to_input(zeros), self.to_input(zeros + 1)
 
     def extra_repr(self) -> str:
-        return repr(self.name)
+        return f"{self.name!r}, grey={self.grey}"
 
 
-def caffe_space() -> NetworkSpace:
+def caffe_space(grey: bool = False) -> NetworkSpace:
     """Caffe / MatConvNet VGG-16: BGR, 0-255, minus the BGR mean pixel, no std."""
-    return NetworkSpace("caffe", bgr=True, scale=SCALE, mean=CAFFE_MEAN)
+    return NetworkSpace("caffe", bgr=True, scale=SCALE, mean=CAFFE_MEAN, grey=grey)
 
 
-def torchvision_space() -> NetworkSpace:
+def torchvision_space(grey: bool = False) -> NetworkSpace:
     """torchvision: RGB, [0, 1], ImageNet mean/std."""
-    return NetworkSpace("torchvision", bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    return NetworkSpace("torchvision", bgr=False, scale=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), grey=grey)
 
 
 NETWORK_SPACES = {"caffe": caffe_space, "torchvision": torchvision_space}
 
 
-def network_space(source: str, name: str | None = None) -> NetworkSpace:
+def network_space(source: str, name: str | None = None, grey: bool = False) -> NetworkSpace:
     """The space named ``name`` if given, else torchvision's for ``source="torchvision"``, Caffe's otherwise."""
     name = name or ("torchvision" if source == "torchvision" else "caffe")
     if name not in NETWORK_SPACES:
         raise ValueError(f"unknown input space {name!r}; valid: {', '.join(NETWORK_SPACES)}")
-    return NETWORK_SPACES[name]()
+    return NETWORK_SPACES[name](grey=grey)
 
 
 class PixelSpace(InputSpace):

@@ -88,6 +88,17 @@ def build_model(model_cfg: DictConfig) -> pl.LightningModule:
     model.model_config = self_contained(OmegaConf.to_container(model_cfg, resolve=True))
     return model
 
+def prepare_data(cfg: DictConfig) -> pl.LightningDataModule:
+    """The data module; ``data.grayscale=auto`` becomes true or false from the images, before
+    the model is built, so that grey images (R = G = B) give grey chains (``${data.grayscale}``
+    in the model config)."""
+    datamodule = hydra.utils.instantiate(cfg.data)
+    if cfg.data.get("grayscale") == "auto":
+        datamodule.setup("fit")
+        cfg.data.grayscale = datamodule.grayscale
+    return datamodule
+
+
 def self_contained(config: dict[str, Any]) -> dict[str, Any]:
     """`config` with every filter bank taking its weights from the checkpoint, not a source."""
     if isinstance(config, dict):
@@ -156,7 +167,7 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else None
     pl.seed_everything(cfg.seed, workers=True)
     prepare_wandb(cfg)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = prepare_data(cfg)
     model = build_model(cfg.model)
     if checkpoint is not None:
         check_resumable(model, checkpoint, ckpt_path)

@@ -7,6 +7,7 @@ import warnings
 import torch
 
 from frame.energies import StationaryEnergy
+from frame.input_space import caffe_space
 from frame.models import FrameModel
 from frame.sampling import LangevinSampler
 from tests.conftest import TinyExtractor
@@ -27,3 +28,30 @@ def test_observed_features_are_computed_once_per_distinct_batch():
         assert calls.count(3) == 1  # the observed batch went through the filters once
         model.training_step(torch.rand(3, 3, 8, 8), 0)  # another batch: computed anew
         assert calls.count(3) == 2
+
+
+def test_grey_data_gives_grey_chains_end_to_end(tmp_path):
+    """data.grayscale=auto on grey images (the embedded LFW faces): one-channel chains that the
+    colour VGG sees in all three channels; the checkpoint rebuilds a grey model."""
+    from frame.checkpoint import load_model
+    from frame.training import train
+    from tests.test_training import make_cfg
+
+    train(make_cfg(tmp_path, "model=nonstationary", "data=objects", "model.energy.extractor.layers=[conv1_2]"))
+    model = load_model(tmp_path / "checkpoints" / "last.ckpt")
+    assert model.buffer.chains.shape[1] == 1 and model.input_space.grey
+    images = model.to_images(model.buffer.chains)
+    assert images.shape[1] == 3 and torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 1], images[:, 2])
+    assert model.model_config["energy"]["extractor"]["grey"] is True
+    # the net sees the grey chain in all three channels, in Caffe's BGR units
+    net_input = model.input_space.to_network(model.buffer.chains[:1])
+    torch.testing.assert_close(net_input, caffe_space().to_input(images[:1]))
+
+
+def test_colour_data_keeps_colour_chains(tmp_path):
+    from frame.checkpoint import load_model
+    from frame.training import train
+    from tests.test_training import make_cfg
+
+    train(make_cfg(tmp_path, "model=stationary", "data=texture", "data.embedded=chelsea", "model.energy.extractor.layers=[conv1_2]"))
+    assert load_model(tmp_path / "checkpoints" / "last.ckpt").buffer.chains.shape[1] == 3

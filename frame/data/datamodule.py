@@ -112,7 +112,9 @@ class ImageDataModule(pl.LightningDataModule):
         batch_size: images per batch; ``None`` (default) = all N images in every batch,
             as in Algorithm 1. Values above N are reduced to N.
         steps_per_epoch: batches per epoch (per rank in distributed runs).
-        grayscale: convert images to grey, replicated into 3 channels.
+        grayscale: ``True`` converts images to grey (replicated into 3 channels); ``"auto"``
+            becomes ``True`` at :meth:`setup` when every image is grey already (R = G = B),
+            so that the model's chains are grey too.
         on_bad_image: ``"fail"`` or ``"skip"`` (warn and skip unreadable files).
         num_workers: DataLoader workers; 0 is right for in-memory tensors.
 
@@ -127,7 +129,7 @@ class ImageDataModule(pl.LightningDataModule):
         image_size: int | tuple[int, int] = 64,
         batch_size: int | None = None,
         steps_per_epoch: int = 100,
-        grayscale: bool = False,
+        grayscale: bool | str = False,
         on_bad_image: str = "fail",
         num_workers: int = 0,
     ) -> None:
@@ -139,7 +141,9 @@ class ImageDataModule(pl.LightningDataModule):
         self.image_size = _check_image_size(image_size)
         self.batch_size = _check_optional_positive(batch_size, "data.batch_size")
         self.steps_per_epoch = _check_positive(steps_per_epoch, "data.steps_per_epoch")
-        self.grayscale = bool(grayscale)
+        if grayscale not in (True, False, "auto"):
+            raise ValueError(f"data.grayscale must be true, false or auto, got {grayscale!r}")
+        self.grayscale = grayscale
         if on_bad_image not in ON_BAD_IMAGE:
             raise ValueError(f"data.on_bad_image must be one of {ON_BAD_IMAGE}, got {on_bad_image!r}")
         self.on_bad_image = on_bad_image
@@ -171,7 +175,9 @@ class ImageDataModule(pl.LightningDataModule):
         if self.images is not None:
             return
         names, images = self._read_files() if self.root is not None else self._read_embedded()
-        self.images = to_tensor(images, self.image_size, grayscale=self.grayscale)
+        self.images = to_tensor(images, self.image_size, grayscale=self.grayscale is True)
+        if self.grayscale == "auto":
+            self.grayscale = bool((self.images.amax(1) - self.images.amin(1)).max() <= 1 / 255)
         self.paths = names
 
     # ------------------------------------------------------------------ access

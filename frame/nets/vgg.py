@@ -83,6 +83,7 @@ class VGG16Features(nn.Module):
         seed: of the ``random`` weights.
         input_space: ``caffe`` or ``torchvision`` (default: the source's, ``frame.input_space``).
         padding: ``zeros`` (VGG's) or ``circular`` (seamless textures, see ``build_features``).
+        grey: the chains are grey images (one channel), fed to the net in all three channels.
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class VGG16Features(nn.Module):
         seed: int = 0,
         input_space: str | None = None,
         padding: str = "zeros",
+        grey: bool = False,
     ) -> None:
         super().__init__()
         names = (layers,) if isinstance(layers, str) else tuple(layers)
@@ -101,9 +103,14 @@ class VGG16Features(nn.Module):
         for name in names:
             _layer(name)
         self.layers: tuple[str, ...] = tuple(sorted(set(names), key=VGG16_LAYERS.__getitem__))
+        if grey not in (True, False):
+            raise ValueError(
+                f"model.energy.extractor.grey must be true or false, got {grey!r} (data.grayscale=auto is "
+                "decided from the images when training starts: frame.training.prepare_data)"
+            )
         self.source = str(source)
         #: how images map to this network's input (``frame.input_space``)
-        self.input_space = network_space(self.source, input_space)
+        self.input_space = network_space(self.source, input_space, grey)
         self._taps: dict[int, str] = {VGG16_LAYERS[n]: n for n in self.layers}
 
         depth = VGG16_LAYERS[self.layers[-1]] + 1
@@ -120,8 +127,9 @@ class VGG16Features(nn.Module):
         return super().train(False)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """``x`` in input space (see ``to_input``) -> {tap name: [B, C, h, w]} in depth order."""
+        """``x`` in the input space (``self.input_space``) -> {tap name: [B, C, h, w]} in depth order."""
         out: dict[str, Tensor] = {}
+        x = self.input_space.to_network(x)
         for i, module in enumerate(self.features):
             x = module(x)
             if i in self._taps:
@@ -170,4 +178,4 @@ class VGG16Features(nn.Module):
         return layer.out_channels, h >> layer.n_pools, w >> layer.n_pools
 
     def extra_repr(self) -> str:
-        return f"layers={self.layers}, source={self.source!r}, input_space={self.input_space.name!r}, padding={self.padding!r}"
+        return f"layers={self.layers}, source={self.source!r}, padding={self.padding!r}"
