@@ -21,6 +21,7 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.errors import InstantiationException
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 #: the configs, at the root of the source checkout
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 #: errors in what the user gave (exit status 2) and runs that could not go on (1)
-USER_ERRORS = (ValueError, OSError, OmegaConfBaseException, InstantiationException)
+USER_ERRORS = (ValueError, OSError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
 RUN_ERRORS = (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError)
 
 
