@@ -127,7 +127,7 @@ def train_model(args: argparse.Namespace, train_paths: list[Path], out: Path) ->
         f"trainer={'gpu' if args.device.startswith('cuda') else 'cpu'}",
         f"trainer.max_steps={args.train_steps}", f"data.steps_per_epoch={args.train_steps}",
         f"data.image_size={args.image_size}", "data.grayscale=true", "data.embedded=null",
-        f"data.batch_size={args.batch_size}", f"model.n_chains={args.batch_size}", f"seed={args.seed}",
+        f"data.batch_size={args.batch_size}", f"model.buffer.n_chains={args.batch_size}", f"seed={args.seed}",
         f"callbacks.model_checkpoint.every_n_train_steps={max(1, args.train_steps // 4)}",
     ]
     if side > 0:

@@ -9,7 +9,7 @@ up to ``--n`` training faces, the held-out subjects' faces and the natural image
 (../shared/data/natural, BSDS500), and the ROC AUC of f(I; w) as a face detector (faces
 positive, natural images negative), on training and on held-out faces; then the same for
 log p(I; w) + log Z = f(I; w) + log q(I), the score to read when q(I) is centred on the mean
-face (``model.reference_mean=data``, see ``frame.scoring``).
+face (``model.energy.reference_mean=data``, see ``frame.scoring``).
 The training faces are given to the data module as a folder of symbolic links in the run
 directory, never copied.
 """

@@ -188,8 +188,13 @@ def convert_onnx_to_state_dict(onnx_model: bytes | str | os.PathLike) -> dict[st
     convB_C`` of the network (the full model gives all 13). Kernels are stored
     OIHW in the ONNX file and are copied as is.
     """
-    import onnx
-    from onnx import numpy_helper
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError as err:
+        raise WeightsUnavailableError(
+            "converting the authors' VGG-16 weights needs onnx, once: pip install 'frame[weights]' (or pip install onnx)"
+        ) from err
 
     if isinstance(onnx_model, bytes):
         model = onnx.load_from_string(onnx_model)
