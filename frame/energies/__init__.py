@@ -3,8 +3,10 @@
 from frame.energies.base import Energy
 from frame.energies.deep_frame import DeepFrameEnergy, NonStationaryEnergy, StationaryEnergy
 from frame.energies.gconvnet import GConvNetEnergy
+from frame.energies.linear_frame import LinearNonStationaryEnergy, LinearStationaryEnergy
 from frame.energies.scratch import ScratchEnergy
 
 __all__ = [
     "Energy", "DeepFrameEnergy", "NonStationaryEnergy", "StationaryEnergy", "GConvNetEnergy", "ScratchEnergy",
+    "LinearStationaryEnergy", "LinearNonStationaryEnergy",
 ]

@@ -45,6 +45,14 @@ class Energy(nn.Module):
                 "synthesized canvas must be at least as large as the observed images"
             )
 
+    def fit(self, observed: Tensor) -> None:
+        """Sets what the energy takes from the observed images (input space) before the first
+        iteration, saved with the model (nothing unless it says so: e.g. histogram bins)."""
+
+    @property
+    def is_fitted(self) -> bool:
+        return True
+
     def features(self, x: Tensor) -> dict[str, Tensor]:
         """The network responses the energy is built on, computed once per batch."""
         raise NotImplementedError

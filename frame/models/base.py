@@ -175,10 +175,13 @@ class FrameModel(pl.LightningModule):
         images = getattr(self.trainer.datamodule, "images", None) if stage == "fit" else None
         if isinstance(images, Tensor):
             self.input_space.fit(images)
+            self.energy.fit(self.to_input(images.to(self.device)))
 
     def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
         if not self.input_space.is_fitted:  # trained without a data module holding the images
             self.input_space.fit(self.mean_over_processes(batch.float().mean(0, keepdim=True)))
+        if not self.energy.is_fitted:
+            self.energy.fit(self.to_input(batch))
 
     # -- monitoring ----------------------------------------------------------------------------
     def log_statistics(self, feats_obs: dict[str, Tensor], feats_syn: dict[str, Tensor]) -> None:

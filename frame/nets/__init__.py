@@ -1,5 +1,6 @@
-"""Filter banks: VGG-16 with named taps and its weight sources."""
+"""Filter banks: VGG-16 with named taps and its weight sources; the linear Gabor/DoG bank."""
 
+from frame.nets.filter_bank import FilterBank
 from frame.nets.vgg import VGG16Features
 
-__all__ = ["VGG16Features"]
+__all__ = ["FilterBank", "VGG16Features"]
