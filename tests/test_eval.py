@@ -288,8 +288,6 @@ def test_real_weights_rank_training_trained_step1_noise(faces):
         pytest.skip("no cached Caffe VGG-16 weights (run frame-fetch-weights)")
     evaluator = Evaluator(faces[50:], "objects", features=VGGFeatures(source="caffe", min_size=32))
     assert_ranked(evaluator, faces[:50], ["training", "trained", "step 1", "noise"])
-    table = format_table(evaluator(faces[:50]), evaluator.setup())
-    assert table.startswith(NOT_FID) and "conv5_3" in table
 
 
 # ----------------------------------------------------------------------------- the callback
