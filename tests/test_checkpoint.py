@@ -43,3 +43,21 @@ def test_a_checkpoint_holds_its_filter_weights_and_no_path(tmp_path, monkeypatch
     monkeypatch.setattr(vgg, "load_vgg16_state_dict", lambda *a, **k: pytest.fail("read a weight source"))
     model = load_model(tmp_path / "checkpoints" / "last.ckpt")
     torch.testing.assert_close(model.energy.extractor.features[0].weight, raw["state_dict"]["energy.extractor.features.0.weight"])
+
+
+def test_no_path_of_the_run_is_saved_and_resume_in_its_folder_keeps_track(tmp_path):
+    from frame.callbacks import RunCheckpoint
+    from frame.training import train
+    from tests.test_training import make_cfg
+
+    train(make_cfg(tmp_path, "model=stationary", "model.energy.extractor.layers=[conv1_1]", "trainer.max_steps=2"))
+    raw = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert str(tmp_path) not in repr({k: v for k, v in raw.items() if k != "state_dict"})
+    (state,) = [v for k, v in raw["callbacks"].items() if k.startswith("RunCheckpoint")]
+    assert state["last_model_path"] == "last.ckpt"
+    # the same folder: the paths come back; another folder: nothing of the old one is kept
+    for folder, expected in ((tmp_path / "checkpoints", str(tmp_path / "checkpoints" / "last.ckpt")),
+                             (tmp_path / "elsewhere", "")):
+        callback = RunCheckpoint(dirpath=folder)
+        callback.load_state_dict(state)
+        assert callback.last_model_path == expected

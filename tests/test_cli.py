@@ -145,8 +145,6 @@ def test_a_checkpoint_stores_no_path_of_the_training_machine(world):
     assert str(world["root"]) not in config and "vgg_weights.pt" not in config
 
 
-@pytest.mark.xfail(strict=True, reason="Lightning's ModelCheckpoint state (dirpath, best_model_path, "
-                   "last_model_path) keeps the run's absolute paths in checkpoint['callbacks']")
 def test_no_part_of_a_checkpoint_holds_a_path_of_the_training_machine(world):
     checkpoint = torch.load(world["colour"], map_location="cpu", weights_only=True)
     assert str(world["root"]) not in repr({k: v for k, v in checkpoint.items() if k != "state_dict"})
