@@ -65,7 +65,7 @@ def wandb_history(path: Path) -> list[dict]:
 def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wandb_run")
     eval_metrics = (
-        "+callbacks.eval_metrics={_target_:frame.callbacks.EvalMetrics,every_n_steps:2,n_samples:6,"
+        "++callbacks.eval_metrics={_target_:frame.callbacks.EvalMetrics,every_n_steps:2,n_samples:6,"
         "kind:objects,source:random,min_size:32}"
     )
     command = [

@@ -11,6 +11,8 @@ features and the floor and ceiling are computed once, at the first evaluation.
 ``kind="objects"``: ``eval/kid`` (+ ``eval/kid_std``), ``eval/fd``, ``eval/precision``,
 ``eval/recall``, ``eval/density``, ``eval/coverage``, ``eval/distinct``, pixel checks.
 ``kind="texture"``: ``eval/gram_rel``, ``eval/swd_rel``, pixel checks.
+``kind="auto"`` (the default config's): objects when there are at least 12 training images and
+6 chains (what KID and coverage need), else texture (one exemplar, or a few).
 VGG-16 feature distances, not Inception FID: not comparable with published FIDs.
 """
 
@@ -34,7 +36,10 @@ class EvalMetrics(pl.Callback):
         every_n_steps: how often to evaluate (each evaluation runs VGG-16 on the samples).
         n_samples: at most this many chains are scored (objects: also at most half the
             training images, the other half being the reference; at least 6 are needed).
-        kind: ``objects`` (KID, FD, coverage, ...) or ``texture`` (Gram, sliced Wasserstein).
+        kind: ``objects`` (KID, FD, coverage, ...), ``texture`` (Gram, sliced Wasserstein) or
+            ``auto`` (see the module docstring).
+        max_reference: at most this many training images (a fixed random subset) are the
+            reference (None: all); bounds the first evaluation on large data sets.
         source: VGG-16 weights (``caffe``; ``random`` only in tests).
         cache_dir: weights cache (default ``$FRAME_CACHE`` or ``~/.cache/frame``).
         min_size: objects: images are upsampled to at least this side before VGG-16.
@@ -48,6 +53,7 @@ class EvalMetrics(pl.Callback):
         every_n_steps: int = 50,
         n_samples: int = 64,
         kind: str = "objects",
+        max_reference: int | None = None,
         source: str = "caffe",
         cache_dir: str | None = None,
         min_size: int = MIN_SIZE,
@@ -57,11 +63,14 @@ class EvalMetrics(pl.Callback):
     ) -> None:
         if every_n_steps < 1:
             raise ValueError(f"callbacks.eval_metrics.every_n_steps must be >= 1, got {every_n_steps}")
-        if kind not in KINDS:
-            raise ValueError(f"callbacks.eval_metrics.kind must be one of {KINDS}, got {kind!r}")
+        if kind not in (*KINDS, "auto"):
+            raise ValueError(f"callbacks.eval_metrics.kind must be one of {(*KINDS, 'auto')}, got {kind!r}")
+        if max_reference is not None and max_reference < 12:
+            raise ValueError(f"callbacks.eval_metrics.max_reference must be >= 12 or null, got {max_reference}")
         self.every_n_steps = every_n_steps
         self.n_samples = n_samples
         self.kind = kind
+        self.max_reference = max_reference
         self.source = source
         self.cache_dir = cache_dir
         self.min_size = min_size
@@ -84,12 +93,19 @@ class EvalMetrics(pl.Callback):
     def _reference(self, trainer: pl.Trainer) -> Tensor:
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "observed_images"):
-            return datamodule.observed_images()
-        return self._last_batch
+            images = datamodule.observed_images()
+        else:
+            images = self._last_batch
+        if self.max_reference is not None and len(images) > self.max_reference:
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
+            images = images[order[: self.max_reference]]
+        return images
 
     def _evaluator(self, trainer: pl.Trainer, pl_module: Any, n_samples: int) -> Evaluator:
         if self.evaluator is None:
             reference = self._reference(trainer).detach().float().cpu()
+            if self.kind == "auto":
+                self.kind = "objects" if len(reference) >= 12 and n_samples >= 6 else "texture"
             objects = self.kind == "objects"
             features = VGGFeatures(
                 layers=POOLED_LAYERS if objects else (),
