@@ -65,9 +65,16 @@ def kid(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int | None 
     # float32: 300 small kernel matrices in float64 cost seconds on two busy CPU cores
     metric.update(real.float(), real=True)
     metric.update(fake.float(), real=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        mean, std = metric.compute()
+    threads = torch.get_num_threads()
+    # one thread: hundreds of kernels of a few dozen images each; on busy cores the hand-offs
+    # between torch's threads cost about a thousand times the maths
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            mean, std = metric.compute()
+    finally:
+        torch.set_num_threads(threads)
     return float(mean), float(std)
 
 
