@@ -1,0 +1,219 @@
+"""frame-eval: how good are a model's samples? One table of frame.eval's metrics, and a JSON file.
+
+    frame-eval --ckpt <run>/checkpoints/last.ckpt                 # the saved chains vs the run's data
+    frame-eval --ckpt last.ckpt --steps 200 --n 64 --data faces/  # 64 fresh samples vs a folder
+    frame-eval --samples my_samples/ --data lfw_faces             # image files vs an embedded set
+
+Samples: with --ckpt, the chains saved in the checkpoint (the first --n), or with --steps N,
+--n fresh chains after N Langevin steps from --init (frame.synthesis; buffer continues the
+saved chains); with --samples, image files or folders, one sample each, read at the size of
+the first (never rescaled otherwise).
+
+Reference: --data (a folder, an image file or an embedded name such as lfw_faces or brick),
+else the training images of the run the checkpoint belongs to, rebuilt from the plain data
+keys (root, embedded, image_size, grayscale) of <run>/.hydra/config.yaml. Grey samples get a
+grey reference. --kind auto scores objects (KID, Fréchet distance, precision, recall,
+density, coverage, distinct samples, pixel checks) when the reference holds at least 12
+images, else texture (Gram and sliced Wasserstein distances on crops, pixel checks).
+
+Every metric is printed next to its floor (real images against real images) and its
+ceiling (white noise). These are VGG-16 feature distances (--vgg-source: the ImageNet Caffe
+weights, fetched once like train.py's), not Inception FID: not comparable with published
+FIDs. The JSON (--out; default <ckpt>_eval.json, or <samples>_eval.json next to the first
+--samples path) holds the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from frame.cli.common import check_outputs, make_parser, positive_int, run
+from frame.data import EMBEDDED_IMAGES, ImageDataModule, list_images, to_tensor
+from frame.data.images import load_readable
+from frame.eval import NOT_FID, Evaluator, VGGFeatures, format_table
+from frame.eval.report import HIGHER_IS_BETTER, Score
+from frame.runs import data_config, run_of
+from frame.synthesis import INITS, draw
+
+PROG = "frame-eval"
+KIND_CHOICES = ("auto", "objects", "texture")
+#: neighbours of precision/recall/density/coverage; objects need k + 1 samples
+K = 5
+
+
+def parser() -> argparse.ArgumentParser:
+    p = make_parser(PROG, __doc__)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--ckpt", type=Path, help="checkpoint written by train.py: its chains (or fresh ones) are the samples")
+    what.add_argument("--samples", type=Path, action="append", metavar="PATH",
+                      help="an image file or a folder of samples (searched recursively); repeatable")
+    p.add_argument("--data", help="reference images: a folder, an image file or an embedded name "
+                   f"({', '.join(EMBEDDED_IMAGES)}); default: the run's training images")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="side of the reference images (default: the run's data.image_size, else the samples' shorter side)")
+    p.add_argument("--kind", choices=KIND_CHOICES, default="auto", help="objects, texture, or auto (see above)")
+    p.add_argument("--n", type=positive_int, default=None,
+                   help="number of samples (default: every saved chain or file; with --steps, as many as the saved chains)")
+    p.add_argument("--steps", type=int, default=None, help="--ckpt: draw fresh samples with this many Langevin steps")
+    p.add_argument("--init", choices=INITS, default="buffer", help="--steps: where the fresh chains start")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per Langevin batch and per VGG-16 pass (default: every chain at once, 50 images per pass)")
+    p.add_argument("--n-crops", type=positive_int, default=64, help="texture: crops per compared set")
+    p.add_argument("--vgg-source", default="caffe",
+                   help="the judge's VGG-16 weights: caffe, torchvision, a state-dict path, or random (dry runs only)")
+    p.add_argument("--out", type=Path, default=None, help="JSON file to write (default: see above)")
+    return p
+
+
+# ---------------------------------------------------------------------------- samples
+
+
+def is_grey(images: torch.Tensor) -> bool:
+    return images.shape[1] == 1 or bool((images.amax(1) - images.amin(1)).max() <= 1 / 255)
+
+
+def checkpoint_samples(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
+    """The checkpoint's chains (or fresh ones) as images in [0, 1], and how they were made."""
+    from frame.checkpoint import load_model  # builds the model: only when a checkpoint is given
+
+    model = load_model(args.ckpt, device=args.device)
+    saved = model.buffer.chains
+    if args.steps is None:
+        n = min(args.n or len(saved), len(saved))
+        chains, how = saved[:n], f"{n} chains saved in {args.ckpt}"
+    else:
+        n = args.n or len(saved)
+        generator = torch.Generator(device=args.device).manual_seed(args.seed)
+        chains = draw(model, n, args.init, args.steps, batch_size=args.batch_size, generator=generator)
+        how = f"{n} chains after {args.steps} Langevin steps from {args.init} ({args.ckpt})"
+    with torch.no_grad():
+        return model.to_images(chains).detach().float().cpu(), how
+
+
+def file_samples(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
+    """The sample files (at most --n) at the size of the first."""
+    files = list_images(args.samples)[: args.n]
+    images = [image for _, image in load_readable(files, "fail")]
+    width, height = images[0].size
+    return to_tensor(images, (height, width)), f"{len(images)} files from {', '.join(map(str, args.samples))}"
+
+
+# ---------------------------------------------------------------------------- reference
+
+
+def reference_images(args: argparse.Namespace, samples: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """The reference images in [0, 1], and where they came from."""
+    if args.data is not None:
+        source: dict[str, Any] = {"embedded": args.data} if args.data in EMBEDDED_IMAGES else {"root": args.data}
+        if args.data not in EMBEDDED_IMAGES and not Path(args.data).exists():
+            raise FileNotFoundError(2, f"no such file or folder (nor an embedded name: {', '.join(EMBEDDED_IMAGES)})",
+                                    args.data)
+        size = args.image_size or min(samples.shape[-2:])
+        where = f"--data {args.data}"
+    else:
+        run_dir = run_of(args.ckpt) if args.ckpt is not None else None
+        if run_dir is None:
+            what = f"{args.ckpt} is not in a run folder (<run>/checkpoints/)" if args.ckpt else "--samples has no run"
+            raise ValueError(f"{what}: give the reference images with --data")
+        source = data_config(run_dir)
+        config_size = source.pop("image_size", None)
+        size = args.image_size or config_size or min(samples.shape[-2:])
+        where = f"the training images of {run_dir} (data.{'root' if 'root' in source else 'embedded'})"
+    if is_grey(samples):  # grey chains are judged against grey images
+        source["grayscale"] = True
+    datamodule = ImageDataModule(image_size=size, **source)
+    datamodule.setup()
+    return datamodule.observed_images(), where
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def choose_kind(kind: str, n_reference: int) -> str:
+    if kind != "auto":
+        return kind
+    return "objects" if n_reference >= 2 * (K + 1) else "texture"
+
+
+def as_json(results: dict[str, Score]) -> dict[str, dict[str, Any]]:
+    """One entry per metric; nan (a position whose floor equals its ceiling) becomes null."""
+    def number(x: float | None) -> float | None:
+        return None if x is None or not math.isfinite(x) else x
+
+    return {
+        name: {
+            "value": number(score.value), "std": number(score.std), "floor": number(score.floor),
+            "ceiling": number(score.ceiling), "position": number(score.position),
+            "better": "higher" if name in HIGHER_IS_BETTER else "lower",
+        }
+        for name, score in results.items()
+    }
+
+
+def default_out(args: argparse.Namespace) -> Path:
+    first = args.ckpt if args.ckpt is not None else args.samples[0]
+    if first.is_dir():
+        return first.parent / f"{first.resolve().name}_eval.json"
+    return first.with_name(f"{first.stem}_eval.json")
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    if args.steps is not None and args.ckpt is None:
+        raise ValueError("--steps draws fresh samples from a checkpoint: give --ckpt")
+    if args.steps is not None and args.steps < 0:
+        raise ValueError(f"--steps must be >= 0, got {args.steps}")
+    out = args.out or default_out(args)
+    reads = {"--ckpt": [args.ckpt]} if args.ckpt is not None else {"--samples": args.samples}
+    if args.data is not None and Path(args.data).exists():
+        reads["--data"] = [Path(args.data)]
+    check_outputs(reads, files=[out])
+
+    began = time.perf_counter()
+    samples, made = checkpoint_samples(args) if args.ckpt is not None else file_samples(args)
+    reference, where = reference_images(args, samples)
+    kind = choose_kind(args.kind, len(reference))
+    if kind == "objects":
+        if len(reference) < 2 * (K + 1):
+            raise ValueError(f"--kind objects needs at least {2 * (K + 1)} reference images, got {len(reference)}")
+        if len(samples) < K + 1:
+            more = "draw more with --steps N --n 64" if args.ckpt is not None else "give more files"
+            raise ValueError(f"--kind objects needs at least {K + 1} samples, got {len(samples)}: {more}")
+    taps = {"layers": ()} if kind == "texture" else {"texture_layers": ()}  # run VGG-16 only as deep as needed
+    features = VGGFeatures(source=args.vgg_source, batch_size=args.batch_size or 50, **taps).to(args.device)
+    options = {"n_crops": args.n_crops} if kind == "texture" else {"n": min(len(samples), len(reference) // 2)}
+    evaluator = Evaluator(reference, kind, features=features, k=K, seed=args.seed, **options)
+    results = evaluator(samples)
+    seconds = time.perf_counter() - began
+
+    print(format_table(results, evaluator.setup()))
+    print(f"samples: {made}; reference: {len(reference)} images, {where}")
+    report = {
+        "note": NOT_FID,
+        "kind": kind,
+        "setup": evaluator.setup(),
+        "samples": {"source": made, "count": len(samples), "size": list(samples.shape[-2:])},
+        "reference": {"source": where, "count": len(reference), "size": list(reference.shape[-2:])},
+        "vgg_source": args.vgg_source,
+        "seed": args.seed,
+        "seconds": round(seconds, 2),
+        "metrics": as_json(results),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    print(f"wrote {out} ({seconds:.1f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parser(), evaluate, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""frame-eval as a user runs it, and the eval callback as the configs wire it.
+
+One tiny run (``train.py debug=fast``: random VGG-16, 32 px, 2 chains) is trained once; its
+checkpoint is scored against the run's own training images, read back from
+``<run>/.hydra/config.yaml``. The judge's VGG-16 is random too (``--vgg-source random``), so
+the numbers mean nothing: the tests check the command, its table, its JSON and its errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import hydra
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from frame.callbacks import EvalMetrics
+from frame.cli.eval import main
+from frame.data.images import embedded_images, to_tensor
+from frame.eval import NOT_FID
+from frame.eval.report import OBJECT_METRICS
+from tests.conftest import CONF_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = Path(sys.executable).parent
+ENV = {**os.environ, "WANDB_MODE": "disabled"}
+
+
+def frame_eval(*args: str) -> subprocess.CompletedProcess:
+    script = SCRIPTS / "frame-eval"
+    if not script.is_file():
+        pytest.fail(f"frame-eval is not installed in {SCRIPTS}: run `pip install -e . --no-deps`")
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=300, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("eval_cli") / "run"
+    done = subprocess.run(
+        [sys.executable, "train.py", "debug=fast", "logger=csv", f"hydra.run.dir={out}",
+         "model.energy.extractor.layers=[conv1_1]"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_fresh_samples_against_the_runs_data(run, tmp_path):
+    out = tmp_path / "scores.json"
+    done = frame_eval("--ckpt", str(run / "checkpoints" / "last.ckpt"), "--steps", "1", "--n", "12",
+                      "--vgg-source", "random", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == NOT_FID
+    assert lines[2].split()[:4] == ["metric", "value", "floor", "(real)"]
+    assert [line.split()[0] for line in lines[3 : 3 + len(OBJECT_METRICS)]] == list(OBJECT_METRICS)
+    assert "reference: 100 images, the training images of" in done.stdout  # data.embedded=lfw_faces, from the run
+    report = json.loads(out.read_text())
+    assert report["note"] == NOT_FID and report["kind"] == "objects"
+    assert report["samples"]["count"] == 12 and report["samples"]["size"] == [32, 32]
+    assert report["reference"]["count"] == 100 and report["reference"]["size"] == [32, 32]
+    assert list(report["metrics"]) == list(OBJECT_METRICS)
+    for name, score in report["metrics"].items():
+        assert isinstance(score["value"], float) and isinstance(score["floor"], float), name
+    assert report["metrics"]["kid"]["std"] is not None
+
+
+def test_too_few_samples_is_one_line(run):
+    done = frame_eval("--ckpt", str(run / "checkpoints" / "last.ckpt"), "--vgg-source", "random")  # the 2 saved chains
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("frame-eval: error: ")
+    assert "at least 6 samples, got 2" in done.stderr
+    assert not (run / "checkpoints" / "last_eval.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ckpt", "missing.ckpt"], "missing.ckpt"),
+    (["--samples", "{empty}", "--data", "lfw_faces"], "{empty}"),
+    (["--samples", "{images}"], "give the reference images with --data"),
+    (["--samples", "{images}", "--data", "no_such_set"], "no_such_set"),
+    (["--samples", "{images}", "--data", "lfw_faces", "--steps", "5"], "--steps draws fresh samples from a checkpoint"),
+    (["--samples", "{images}", "--data", "{images}", "--out", "{images}/0.png"], "would overwrite"),
+    (["--ckpt", "{ckpt}", "--out", "{ckpt}"], "would overwrite --ckpt"),
+])
+def test_bad_input_is_one_line(run, tmp_path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        Image.new("RGB", (16, 16), (i * 80, 0, 0)).save(tmp_path / "images" / f"{i}.png")
+    names = {"empty": tmp_path / "empty", "images": tmp_path / "images", "ckpt": run / "checkpoints" / "last.ckpt"}
+    args = [arg.format(**names) for arg in args]
+    assert main([*args, "--vgg-source", "random"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("frame-eval: error: ")
+    assert message.format(**names) in err
+
+
+def test_default_callbacks_evaluate_and_debug_fast_does_not(tmp_path):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        default = compose("train", overrides=[f"paths.output_dir={tmp_path}", "vgg_source=random"])
+        fast = compose("train", overrides=["debug=fast", f"paths.output_dir={tmp_path}"])
+    callback = hydra.utils.instantiate(default.callbacks.eval_metrics)
+    assert isinstance(callback, EvalMetrics)
+    assert (callback.every_n_steps, callback.kind, callback.source) == (50, "auto", "random")
+    assert fast.callbacks.eval_metrics is None
+
+
+def test_callback_kind_auto_follows_the_training_images():
+    faces = to_tensor(embedded_images("lfw_faces")[:40], 32)
+    brick = to_tensor(embedded_images("brick"), 64)
+    module = SimpleNamespace(device=torch.device("cpu"))
+    for images, chains, kind, reference in ((faces, 6, "objects", 20), (brick, 6, "texture", 1), (faces, 2, "texture", 20)):
+        callback = EvalMetrics(kind="auto", max_reference=20, source="random", min_size=32)
+        trainer = SimpleNamespace(datamodule=SimpleNamespace(observed_images=lambda images=images: images))
+        evaluator = callback._evaluator(trainer, module, chains)
+        assert (evaluator.kind, len(evaluator.reference)) == (kind, reference)
