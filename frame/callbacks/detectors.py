@@ -18,6 +18,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from frame.callbacks.periodic import EveryNSteps
 from frame.callbacks.samples import publish_grid
 
 
@@ -33,7 +34,7 @@ def detector_rows(images: Tensor, maps: Tensor, max_filters: int | None = None) 
     return tiles
 
 
-class DetectorMaps(pl.Callback):
+class DetectorMaps(EveryNSteps):
     """Logs delta_{j,y} for observed images and chains, and each filter's activation frequency.
 
     Every ``every_n_steps`` steps (and at the end) writes ``<dirpath>/step_XXXXXX.png``: one row
@@ -63,18 +64,14 @@ class DetectorMaps(pl.Callback):
         max_frequency_images: int = 64,
         dirpath: str | None = None,
     ) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"detectors.every_n_steps must be >= 1, got {every_n_steps}")
+        super().__init__(every_n_steps, "detector_maps")
         if metrics_every_n_steps < 0:
-            raise ValueError(f"detectors.metrics_every_n_steps must be >= 0, got {metrics_every_n_steps}")
-        self.every_n_steps = every_n_steps
+            raise ValueError(f"callbacks.detector_maps.metrics_every_n_steps must be >= 0, got {metrics_every_n_steps}")
         self.metrics_every_n_steps = metrics_every_n_steps
         self.max_images = max_images
         self.max_filters = max_filters
         self.max_frequency_images = max_frequency_images
         self.dirpath = dirpath
-        self._last_batch: Tensor | None = None
-        self._last_written = -1
 
     @staticmethod
     def maps(pl_module: Any, x: Tensor) -> Tensor:
@@ -87,16 +84,9 @@ class DetectorMaps(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Tensor, batch_idx: int) -> None:
         if not hasattr(pl_module.energy, "detector_maps"):
             return
-        self._last_batch = batch
-        step = trainer.global_step
-        if self.metrics_every_n_steps and step % self.metrics_every_n_steps == 0:
+        if self.metrics_every_n_steps and trainer.global_step % self.metrics_every_n_steps == 0:
             self.log_frequencies(pl_module, batch)
-        if step % self.every_n_steps == 0:
-            self.write(trainer, pl_module)
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        if self._last_batch is not None and self._last_written != trainer.global_step:
-            self.write(trainer, pl_module)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def frequencies(self, pl_module: Any, batch: Tensor) -> dict[str, Tensor]:
         """Fraction of (image, position) pairs where each filter fires, observed and synthesized."""
@@ -112,9 +102,9 @@ class DetectorMaps(pl.Callback):
         pl_module.log_dict(metrics, on_step=True, on_epoch=False)
 
     @rank_zero_only
-    def write(self, trainer: pl.Trainer, pl_module: Any) -> None:
+    def run(self, trainer: pl.Trainer, pl_module: Any) -> None:
         step = trainer.global_step
-        observed = self._last_batch[: self.max_images].detach().float()
+        observed = self.last_batch[: self.max_images].detach().float()
         chains = pl_module.buffer.chains[: self.max_images]
         tiles = detector_rows(observed.clamp(0, 1).cpu(), self.maps(pl_module, pl_module.to_input(observed)).cpu(), self.max_filters)
         tiles += detector_rows(pl_module.to_images(chains).cpu(), self.maps(pl_module, chains).cpu(), self.max_filters)
@@ -123,4 +113,3 @@ class DetectorMaps(pl.Callback):
         folder = Path(self.dirpath or Path(trainer.default_root_dir) / "detectors")
         caption = f"rows: {len(observed)} observed, then {len(chains)} synthesized; columns: image, delta_j (eq. 22), step {step}"
         publish_grid(trainer, grid, folder, "detectors", caption)
-        self._last_written = step

@@ -25,11 +25,12 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
+from frame.callbacks.periodic import EveryNSteps
 from frame.eval.features import MIN_SIZE, POOLED_LAYERS, TEXTURE_LAYERS, VGGFeatures
 from frame.eval.report import KINDS, Evaluator, Score
 
 
-class EvalMetrics(pl.Callback):
+class EvalMetrics(EveryNSteps):
     """Logs ``eval/*`` quality metrics of the chains every ``every_n_steps`` steps.
 
     Args:
@@ -61,13 +62,11 @@ class EvalMetrics(pl.Callback):
         log_calibration: bool = True,
         seed: int = 0,
     ) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"callbacks.eval_metrics.every_n_steps must be >= 1, got {every_n_steps}")
+        super().__init__(every_n_steps, "eval_metrics")
         if kind not in (*KINDS, "auto"):
             raise ValueError(f"callbacks.eval_metrics.kind must be one of {(*KINDS, 'auto')}, got {kind!r}")
         if max_reference is not None and max_reference < 12:
             raise ValueError(f"callbacks.eval_metrics.max_reference must be >= 12 or null, got {max_reference}")
-        self.every_n_steps = every_n_steps
         self.n_samples = n_samples
         self.kind = kind
         self.max_reference = max_reference
@@ -78,24 +77,13 @@ class EvalMetrics(pl.Callback):
         self.log_calibration = log_calibration
         self.seed = seed
         self.evaluator: Evaluator | None = None
-        self._last_batch: Tensor | None = None
-        self._last_step = -1
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Tensor, batch_idx: int) -> None:
-        self._last_batch = batch
-        if trainer.global_step % self.every_n_steps == 0:
-            self.log_metrics(trainer, pl_module)
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        if self._last_batch is not None and self._last_step != trainer.global_step:
-            self.log_metrics(trainer, pl_module)
 
     def _reference(self, trainer: pl.Trainer) -> Tensor:
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "observed_images"):
             images = datamodule.observed_images()
         else:
-            images = self._last_batch
+            images = self.last_batch
         if self.max_reference is not None and len(images) > self.max_reference:
             order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
             images = images[order[: self.max_reference]]
@@ -132,7 +120,8 @@ class EvalMetrics(pl.Callback):
         return self._evaluator(trainer, pl_module, len(images))(images)
 
     @rank_zero_only
-    def log_metrics(self, trainer: pl.Trainer, pl_module: Any) -> None:
+    def run(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        """Scores the chains and logs ``eval/*``."""
         metrics: dict[str, float] = {}
         for name, score in self.scores(trainer, pl_module).items():
             metrics[f"eval/{name}"] = score.value
@@ -147,4 +136,3 @@ class EvalMetrics(pl.Callback):
             logger.log_metrics(metrics, step=step)
         # visible to train()'s return value and to sweeps (e.g. optimized_metric=eval/kid)
         trainer.callback_metrics.update({key: torch.tensor(value) for key, value in metrics.items()})
-        self._last_step = trainer.global_step

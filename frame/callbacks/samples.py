@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,18 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
+from frame.callbacks.periodic import EveryNSteps
 
-def side_by_side(observed: Tensor, synthesized: Tensor, nrow: int, padding: int = 2) -> Tensor:
+
+def square_nrow(n: int) -> int:
+    """Images per row of a near-square grid of `n` images."""
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def side_by_side(observed: Tensor, synthesized: Tensor, padding: int = 2) -> Tensor:
     """One image: the grid of observed images left, the grid of chains right (white gap)."""
-    left = make_grid(observed, nrow=nrow, padding=padding, pad_value=1.0)
-    right = make_grid(synthesized, nrow=nrow, padding=padding, pad_value=1.0)
+    left = make_grid(observed, nrow=square_nrow(len(observed)), padding=padding, pad_value=1.0)
+    right = make_grid(synthesized, nrow=square_nrow(len(synthesized)), padding=padding, pad_value=1.0)
     height = max(left.shape[1], right.shape[1])
     left = torch.nn.functional.pad(left, (0, 0, 0, height - left.shape[1]), value=1.0)
     right = torch.nn.functional.pad(right, (0, 0, 0, height - right.shape[1]), value=1.0)
@@ -45,7 +53,7 @@ def publish_grid(trainer: pl.Trainer, grid: Tensor, folder: Path, key: str, capt
     return path
 
 
-class SampleGrid(pl.Callback):
+class SampleGrid(EveryNSteps):
     """Every `every_n_steps` steps (and at the end) writes ``<dirpath>/step_XXXXXX.png``.
 
     Args:
@@ -55,30 +63,15 @@ class SampleGrid(pl.Callback):
     """
 
     def __init__(self, every_n_steps: int = 50, max_images: int = 16, dirpath: str | None = None) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"callbacks.sample_grid.every_n_steps must be >= 1, got {every_n_steps}")
-        self.every_n_steps = every_n_steps
+        super().__init__(every_n_steps, "sample_grid")
         self.max_images = max_images
         self.dirpath = dirpath
-        self._last_batch: Tensor | None = None
-        self._last_written = -1
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Tensor, batch_idx: int) -> None:
-        self._last_batch = batch
-        if trainer.global_step % self.every_n_steps == 0:
-            self.write(trainer, pl_module)
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        if self._last_batch is not None and self._last_written != trainer.global_step:
-            self.write(trainer, pl_module)
 
     @rank_zero_only
-    def write(self, trainer: pl.Trainer, pl_module: Any) -> None:
+    def run(self, trainer: pl.Trainer, pl_module: Any) -> None:
         step = trainer.global_step
-        observed = self._last_batch[: self.max_images].detach().float().cpu().clamp(0, 1)
+        observed = self.last_batch[: self.max_images].detach().float().cpu().clamp(0, 1)
         chains = pl_module.to_images(pl_module.buffer.chains[: self.max_images]).cpu()
-        nrow = max(1, int(len(chains) ** 0.5 + 0.5))
-        grid = side_by_side(observed, chains, nrow=nrow)
+        grid = side_by_side(observed, chains)
         folder = Path(self.dirpath or Path(trainer.default_root_dir) / "samples")
         publish_grid(trainer, grid, folder, "samples", f"observed | synthesized, step {step}")
-        self._last_written = step
