@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -34,8 +34,8 @@ def test_checkpoints_of_the_previous_format_load(name, energy, channels, monkeyp
 
 
 def test_a_checkpoint_holds_its_filter_weights_and_no_path(tmp_path, monkeypatch):
-    from tests.test_training import make_cfg
     from frame.training import train
+    from tests.test_training import make_cfg
 
     train(make_cfg(tmp_path, "model=stationary", "model.energy.extractor.layers=[conv1_1]", "trainer.max_steps=1"))
     raw = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)

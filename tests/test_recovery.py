@@ -12,12 +12,13 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from frame.checkpoint import load_model
-from frame.cli.inpaint import MaskError, main as inpaint_main
-from frame.recovery.inpaint import inpaint
-from frame.recovery.masks import RecoveryMasks, fill_missing, square_masks, start_chains
+from frame.cli.inpaint import MaskError
+from frame.cli.inpaint import main as inpaint_main
 from frame.energies import NonStationaryEnergy
 from frame.models import FrameModel
 from frame.recovery import BASELINES, available_baselines, masked_mae, opencv_available
+from frame.recovery.inpaint import inpaint
+from frame.recovery.masks import RecoveryMasks, fill_missing, square_masks, start_chains
 from frame.sampling import LangevinSampler
 from frame.training import train
 from tests.conftest import CONF_DIR, TinyExtractor

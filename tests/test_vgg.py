@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from frame.nets import weights as W
 from frame.input_space import caffe_space, network_space, torchvision_space
+from frame.nets import weights as W
 from frame.nets.vgg import VGG16_LAYERS, VGG16Features, build_features
 
 CAFFE, TORCHVISION = caffe_space(), torchvision_space()
@@ -32,7 +32,6 @@ def net(random_sd) -> VGG16Features:
 def _fake_onnx(convs: list[str], seed: int = 0):
     """A Keras/tf2onnx-like VGG prefix: NHWC input -> Transpose -> (Conv, Relu[, MaxPool])*,
     with the real initializer names and shapes and random values. Returns (model, {name: (w, b)})."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)

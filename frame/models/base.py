@@ -17,8 +17,9 @@ watches them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch

@@ -15,11 +15,8 @@ dicts load unchanged; the network is truncated after the deepest requested tap.
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from frame.input_space import network_space

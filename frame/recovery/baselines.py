@@ -33,7 +33,7 @@ difference on the masked pixels, intensities in [0, 1].
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
