@@ -55,23 +55,13 @@ class DetectorMaps(EveryNSteps):
         dirpath: folder for the PNGs (default ``<trainer.default_root_dir>/detectors``).
     """
 
-    def __init__(
-        self,
-        every_n_steps: int = 50,
-        metrics_every_n_steps: int = 1,
-        max_images: int = 4,
-        max_filters: int | None = None,
-        max_frequency_images: int = 64,
-        dirpath: str | None = None,
-    ) -> None:
+    def __init__(self, every_n_steps: int = 50, metrics_every_n_steps: int = 1, max_images: int = 4,
+                 max_filters: int | None = None, max_frequency_images: int = 64, dirpath: str | None = None) -> None:
         super().__init__(every_n_steps, "detector_maps")
         if metrics_every_n_steps < 0:
             raise ValueError(f"callbacks.detector_maps.metrics_every_n_steps must be >= 0, got {metrics_every_n_steps}")
-        self.metrics_every_n_steps = metrics_every_n_steps
-        self.max_images = max_images
-        self.max_filters = max_filters
-        self.max_frequency_images = max_frequency_images
-        self.dirpath = dirpath
+        self.metrics_every_n_steps, self.max_frequency_images = metrics_every_n_steps, max_frequency_images
+        self.max_images, self.max_filters, self.dirpath = max_images, max_filters, dirpath
 
     @staticmethod
     def maps(pl_module: Any, x: Tensor) -> Tensor:
