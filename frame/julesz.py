@@ -10,8 +10,8 @@ with Langevin dynamics while T falls to 0 (the relative mismatch M puts every la
 scale; |D|, the number of pixels, makes its gradient per pixel independent of the canvas). Each
 temperature runs the shared sampler (``frame.sampling.LangevinSampler``, eq. 16) on the
 "energy" f = -|D| M / T with step delta_T = sqrt(2 eps T): the drift eps |D| M'(I) is the same
-at every T and only the noise, sqrt(2 eps T) Z, anneals; the last level is T = 0, plain gradient
-descent (as Gatys et al., [10]). The reference q(I) of the sampler is kept nearly uniform (a
+at every T and only the noise, sqrt(2 eps T) Z, anneals; the last level is T = 0, gradient
+descent (as Gatys et al., [10]) with the sampler's noiseless step and a backtracking eps. The reference q(I) of the sampler is kept nearly uniform (a
 large sigma), as Appendix B assumes, and pixels stay within [black, white] (``clamp``).
 """
 
@@ -67,7 +67,7 @@ class JuleszSampler:
         t_end: float = 1e-3,
         levels: int = 4,
         steps_per_level: int = 50,
-        final_steps: int = 800,
+        final_steps: int = 400,
         sigma: float = 1000.0,
         clamp: bool = True,
         precision: str = "fp32",
@@ -96,15 +96,35 @@ class JuleszSampler:
         """Anneals the chains `start` (input space) towards the ensemble of `h_obs`."""
         bounds = energy.input_space.bounds(start.device, start.dtype)
         x = start
-        for t in self.temperatures():
-            level = max(t, self.t_end)  # T = 0: any T with the noise off gives the same drift
-            sampler = LangevinSampler(
-                step_size=math.sqrt(2 * self.eps * level), n_steps=self.steps_per_level if t > 0 else self.final_steps,
-                sigma=self.sigma,
-                noise=t > 0, clamp=self.clamp, precision=self.precision, channels_last=False,
-            )
-            x = sampler.sample(Mismatch(energy, h_obs, level), x, bounds=bounds, generator=generator)
-        return x
+        for t in self.temperatures()[:-1]:
+            sampler = self.sampler(t, self.steps_per_level, noise=True)
+            x = sampler.sample(Mismatch(energy, h_obs, t), x, bounds=bounds, generator=generator)
+        return self.descend(Mismatch(energy, h_obs, self.t_end), x, bounds)
+
+    def sampler(self, t: float, n_steps: int, noise: bool) -> LangevinSampler:
+        """The shared sampler at temperature t: step sqrt(2 eps T), so the drift is eps |D| M'."""
+        return LangevinSampler(
+            step_size=math.sqrt(2 * self.eps * t), n_steps=n_steps, sigma=self.sigma, noise=noise,
+            clamp=self.clamp, precision=self.precision, channels_last=False,
+        )
+
+    def descend(self, mismatch: Mismatch, x: Tensor, bounds: tuple[Tensor, Tensor]) -> Tensor:
+        """T = 0: gradient descent on M with the sampler's noiseless step, backtracking.
+
+        A step that raises M is undone and eps halved (M is steep along some filters and flat
+        along others: a fixed eps that is stable everywhere crawls); an accepted step grows it 10%.
+        """
+        sampler = self.sampler(mismatch.temperature, 1, noise=False)
+        f, grad = sampler.energy_grad(mismatch, x)
+        for _ in range(self.final_steps):
+            y = sampler.step(sampler.prepare(x), grad, bounds=bounds)
+            f_new, grad_new = sampler.energy_grad(mismatch, y)
+            if f_new.sum() >= f.sum():  # f = -|D| M / T: higher is a smaller mismatch
+                x, f, grad = y, f_new, grad_new
+                sampler.step_size *= math.sqrt(1.1)
+            else:
+                sampler.step_size /= math.sqrt(2)
+        return x.detach()
 
     @torch.no_grad()
     def gap(self, energy: Energy, x: Tensor, h_obs: dict[str, Tensor]) -> float:
