@@ -17,8 +17,8 @@ dlambda/dr = (w_{k,j} - w_{k,j-1}) / (s x bin width) within s/2 of edge j. With 
 this is linear binning: lambda is the linear interpolation of the steps' heights between bin
 centres and the drift never vanishes inside the range. Why this kernel and not a logistic: for
 s <= 1 a response touches at most one ramp, so lambda, its gradient and the histogram cost
-O(K |D|) whatever the number of bins B (a logistic touches all B - 1 edges: 10x slower per
-Langevin step, measured at 128 px, 40 filters, 16 bins). The B soft bins of a response still
+O(K |D|) whatever the number of bins B (a logistic touches all B - 1 edges: 2x slower per
+Langevin step, measured at 128 px, 40 filters, 16 bins, with the same gap per iteration). The B soft bins of a response still
 sum to 1 (outer bins open), so the statistic is still a histogram, and h_b tends to the hard
 indicator at every r off an edge as s -> 0 (``hard_histogram``). The B bins of filter k split
 [m_k - R_k, m_k + R_k] evenly, with m_k and R_k = ``range_sds`` standard deviations of the

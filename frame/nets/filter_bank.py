@@ -175,7 +175,7 @@ class FilterBank(nn.Module):
         """Grey images in input space [B, 1, H, W] -> {"filters": [B, K, H, W]}, same size.
 
         The cross-correlation of ``conv2d`` computed by FFT (exact on the torus; other borders
-        pad the image by half the largest kernel and crop), 10x faster than ``conv2d`` here.
+        pad the image by half the largest kernel and crop), 9x faster than ``conv2d`` at 128 px.
         """
         if x.dim() != 4 or x.shape[1] != 1:
             raise ValueError(f"the filter bank takes grey images [B, 1, H, W], got {tuple(x.shape)}")
