@@ -214,3 +214,16 @@ def test_julesz_sampler_matches_the_observed_histograms():
     before = julesz.gap(energy, start + torch.randn(start.shape) * 40, h_obs)
     after = julesz.gap(energy, julesz.sample(energy, start + torch.randn(start.shape) * 40, h_obs), h_obs)
     assert after < 0.2 * before
+
+
+def test_pursuit_command_draws_the_bank_and_names_bad_values(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from frame.cli.pursuit import main
+
+    image = tmp_path / "texture.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40), dtype=np.uint8)).save(image)
+    assert main(["--texture", str(image), "--out", str(tmp_path / "out"), "--filters", "0", "--size", "32"]) == 0
+    assert (tmp_path / "out" / "bank.png").is_file()
+    assert main(["--texture", str(image), "--out", str(tmp_path / "out"), "--filters", "-1"]) == 2
