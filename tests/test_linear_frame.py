@@ -18,16 +18,9 @@ from frame.nets import FilterBank
 from frame.nets.filter_bank import dog, gabor, kernel_grid
 from frame.pursuit import FilterPursuit, histogram_gaps, pick
 from frame.sampling import LangevinSampler
+from tests.test_energy import filled_weights
 
 SMALL = dict(scales=(1.0, 2.0), orientations=4, dog_scales=(1.0,))
-
-
-def filled(energy, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for w in energy.weights.values():
-            w.copy_(torch.randn(w.shape, generator=g))
-    return energy
 
 
 def texture(size=24, seed=0):
@@ -104,7 +97,7 @@ def test_soft_histogram_is_a_histogram_that_tends_to_the_hard_one():
 def fitted_stationary(bins=8):
     energy = LinearStationaryEnergy(FilterBank(**SMALL), bins=bins)
     energy.fit(texture(24, seed=1))
-    return filled(energy)
+    return filled_weights(energy)
 
 
 def test_histogram_energy_is_eq_5():
@@ -142,7 +135,7 @@ def test_histogram_energy_needs_its_bins():
 @pytest.mark.parametrize("rectify, h", [("abs", torch.abs), ("relu", torch.relu)])
 def test_nonstationary_energy_is_eq_7_and_its_gradient_eq_13(rectify, h):
     bank = FilterBank(**SMALL, padding="zeros")
-    energy = filled(LinearNonStationaryEnergy(bank, image_size=24, rectify=rectify))
+    energy = filled_weights(LinearNonStationaryEnergy(bank, image_size=24, rectify=rectify))
     x = torch.cat([texture(24, 7), texture(24, 8)])
     w = energy.weights["filters"]
     torch.testing.assert_close(energy(x), (w * h(bank(x)["filters"])).sum((1, 2, 3)))
