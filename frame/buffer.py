@@ -10,7 +10,11 @@ Initialisations (``init``):
     noise       a uniform white-noise image in [0, 1] mapped to input space;
     data_mean   the mean of the observed images;
     image_mean  a constant image at the average intensity of a randomly drawn training
-                image, the paper's "cold start" of Section 9.
+                image, the paper's "cold start" of Section 9; with ``grid`` g > 1, the image's
+                g x g block means instead (its 1 x 1 thumbnail is the paper's start; a coarser
+                thumbnail keeps each face's lighting, so cold starts differ in more than
+                brightness); with ``paired``, chain i starts from image i of the batch (one chain
+                per training image, Section 9) rather than from a random one.
 ``reinit_fraction`` re-initialises that fraction of the chains before every iteration
 (1.0 = cold start every iteration, Section 9; 0.0 = pure warm start, Algorithm 1).
 
@@ -52,6 +56,8 @@ class ChainBuffer(nn.Module):
         shape: tuple[int, int, int],
         init: str = "zeros",
         reinit_fraction: float = 0.0,
+        grid: int = 1,
+        paired: bool = False,
     ) -> None:
         super().__init__()
         if int(n_chains) != n_chains or n_chains < 1:
@@ -60,7 +66,11 @@ class ChainBuffer(nn.Module):
             raise ValueError(f"model.buffer.init must be one of {CHAIN_INITS}, got {init!r}")
         if not 0.0 <= reinit_fraction <= 1.0:
             raise ValueError(f"model.buffer.reinit_fraction must be in [0, 1], got {reinit_fraction}")
+        if int(grid) != grid or not 1 <= grid <= min(shape[-2:]):
+            raise ValueError(f"model.buffer.grid must be an integer between 1 and the canvas side, got {grid}")
         self.init = init
+        self.grid = int(grid)
+        self.paired = bool(paired)
         self.reinit_fraction = float(reinit_fraction)
         self.register_buffer("chains", torch.zeros(int(n_chains), *shape))
         self.register_buffer("initialised", torch.tensor(False))
@@ -108,10 +118,14 @@ class ChainBuffer(nn.Module):
         if self.init == "data_mean":
             mean = observed.float().mean(0, keepdim=True)
             return _fit(mean, shape[-2:]).expand(shape).clone()
-        # image_mean: each chain starts flat at the per-channel mean of one training image.
-        pick = torch.randint(observed.shape[0], (n,), device=device, generator=generator).to(observed.device)
+        # image_mean: each chain starts at the per-channel (block) means of one training image.
+        if self.paired and n == observed.shape[0]:
+            pick = torch.arange(n, device=observed.device)
+        else:
+            pick = torch.randint(observed.shape[0], (n,), device=device, generator=generator).to(observed.device)
         images = space.to_images(observed.float()[pick])
-        flat = images.mean(dim=(-2, -1), keepdim=True).expand(-1, -1, *shape[-2:])
+        thumb = torch.nn.functional.adaptive_avg_pool2d(images, self.grid)
+        flat = torch.nn.functional.interpolate(thumb, size=tuple(shape[-2:]), mode="bilinear", align_corners=False)
         return space.to_input(flat).to(device=device, dtype=dtype).expand(shape).clone()
 
     @torch.no_grad()
