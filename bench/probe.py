@@ -47,11 +47,20 @@ def colour(images: torch.Tensor) -> float:
     return float(((images[:, 0] - images[:, 1]).abs() + (images[:, 1] - images[:, 2]).abs()).mean() * 255)
 
 
+def load_reference(folder: str, size: int) -> torch.Tensor:
+    """The images of `folder`, grey as the chains, resized and centre-cropped to `size` px."""
+    from frame.data import list_images, load_images, to_tensor
+
+    return to_tensor(load_images(list_images(folder)), size, grayscale=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", default="outputs/probes")
+    parser.add_argument("--extra", nargs="*", default=[], help="more frame.eval metrics as columns, e.g. distinct precision")
+    parser.add_argument("--reference", help="score against this image folder (e.g. held-out faces) instead of the training images")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     run = Path(args.out) / args.name
@@ -69,10 +78,10 @@ def main() -> None:
     samples = model.to_images(model.buffer.chains)
     data = prepare_data(cfg)
     data.setup("fit")
-    reference = data.observed_images()
+    reference = load_reference(args.reference, samples.shape[-1]) if args.reference else data.observed_images()
     kind = "texture" if reference.shape[0] < 12 or samples.shape[0] < 6 else "objects"
     scores = evaluate(samples, reference, kind=kind)
-    metrics = ("kid", "coverage", "recall") if kind == "objects" else ("gram_rel", "swd_rel")
+    metrics = (*(("kid", "coverage", "recall") if kind == "objects" else ("gram_rel", "swd_rel")), *args.extra)
     row = {
         "name": args.name, "steps": args.steps, "minutes": f"{minutes:.1f}", "load": f"{start_load}-{load()}",
         "gap_end": f"{gaps[-1]:.3f}", "gap_min": f"{min(gaps):.3f}",
@@ -80,7 +89,7 @@ def main() -> None:
         **{m: f"{scores[m].value:.4g} (floor {scores[m].floor:.3g}, ceiling {scores[m].ceiling:.3g})" for m in metrics},
         "overrides": " ".join(args.overrides),
     }
-    print("\t".join(f"{k}={v}" for k, v in row.items()))
+    print(f"threads={torch.get_num_threads()}\t" + "\t".join(f"{k}={v}" for k, v in row.items()))
     table = Path(args.out) / "probes.tsv"
     new = not table.exists()
     with open(table, "a") as handle:
