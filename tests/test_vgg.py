@@ -481,3 +481,21 @@ def test_image_smaller_than_a_tap_fails_naming_key_and_layer():
         extractor.check_image_size(4, "data.image_size")
     with pytest.warns(UserWarning, match="receptive field of conv4_3"):
         extractor.check_image_size(32, "data.image_size")
+
+
+def test_avg_pooling_spreads_the_gradient_over_each_window():
+    """pooling=avg: same filters and shapes, but df/dI reaches all 4 pixels of a pooling window
+    (max-pool sends it to one of them: the checkerboard in the chains)."""
+    grads = {}
+    for pooling in ("max", "avg"):
+        net = VGG16Features(layers=["conv1_2", "pool1"], source="random", pooling=pooling)
+        assert isinstance(net.features[VGG16_LAYERS["pool1"]], nn.MaxPool2d if pooling == "max" else nn.AvgPool2d)
+        x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 255 - 128
+        out = net(x.requires_grad_(True))
+        assert out["pool1"].shape == (1, 64, 4, 4)
+        (grads[pooling],) = torch.autograd.grad(out["pool1"][0, 0, 1, 1], out["conv1_2"])
+    # d pool1 / d conv1_2 over the window of output (1, 1) of channel 0
+    reached = {p: int((g[0, 0, 2:4, 2:4] != 0).sum()) for p, g in grads.items()}
+    assert reached == {"max": 1, "avg": 4}
+    with pytest.raises(ValueError, match="model.energy.extractor.pooling"):
+        VGG16Features(layers=["pool1"], source="random", pooling="median")

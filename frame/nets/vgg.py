@@ -42,22 +42,28 @@ def _layer(name: str) -> Layer:
 
 
 PADDINGS = ("zeros", "circular")
+POOLINGS = ("max", "avg")
 
 
-def build_features(depth: int | None = None, padding: str = "zeros") -> nn.Sequential:
+def build_features(depth: int | None = None, padding: str = "zeros", pooling: str = "max") -> nn.Sequential:
     """``vgg16().features`` (same module indices), keeping the first ``depth`` modules.
 
     ``padding="circular"`` wraps every 3x3 conv around the image borders: the filters then see
     a torus, so a stationary model's samples tile without seams (on canvases divisible by the
-    taps' pooling factor).
+    taps' pooling factor). ``pooling="avg"`` replaces VGG's 2x2 max-pools by average pools, as
+    Gatys et al. (2015) do for texture synthesis: df/dI then reaches every pixel of a pooling
+    window instead of its argmax only, which removes the checkerboard the max-pool's gradient
+    imprints on the chains (the filters are unchanged; the features are not the same).
     """
     if padding not in PADDINGS:
         raise ValueError(f"model.energy.extractor.padding must be one of {PADDINGS}, got {padding!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"model.energy.extractor.pooling must be one of {POOLINGS}, got {pooling!r}")
     modules: list[nn.Module] = []
     channels = 3
     for v in VGG16_CFG:
         if v == "M":
-            modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            modules.append(nn.MaxPool2d(kernel_size=2, stride=2) if pooling == "max" else nn.AvgPool2d(kernel_size=2, stride=2))
         else:
             conv = nn.Conv2d(channels, int(v), kernel_size=3, padding=1, padding_mode=padding)
             modules += [conv, nn.ReLU(inplace=False)]
@@ -80,6 +86,7 @@ class VGG16Features(nn.Module):
         seed: of the ``random`` weights.
         input_space: ``caffe`` or ``torchvision`` (default: the source's, ``frame.input_space``).
         padding: ``zeros`` (VGG's) or ``circular`` (seamless textures, see ``build_features``).
+        pooling: ``max`` (VGG's) or ``avg`` (smoother gradients, see ``build_features``).
         grey: the chains are grey images (one channel), fed to the net in all three channels.
     """
 
@@ -92,6 +99,7 @@ class VGG16Features(nn.Module):
         input_space: str | None = None,
         padding: str = "zeros",
         grey: bool = False,
+        pooling: str = "max",
     ) -> None:
         super().__init__()
         names = (layers,) if isinstance(layers, str) else tuple(layers)
@@ -112,7 +120,8 @@ class VGG16Features(nn.Module):
 
         depth = VGG16_LAYERS[self.layers[-1]] + 1
         self.padding = padding
-        self.features = build_features(depth, padding)
+        self.pooling = pooling
+        self.features = build_features(depth, padding, pooling)
         if self.source != CHECKPOINT_SOURCE:
             state_dict = load_vgg16_state_dict(self.source, cache_dir=cache_dir, seed=seed)
             self.load_state_dict({k: v for k, v in state_dict.items() if int(k.split(".")[1]) < depth})
@@ -175,4 +184,4 @@ class VGG16Features(nn.Module):
         return layer.out_channels, h >> layer.n_pools, w >> layer.n_pools
 
     def extra_repr(self) -> str:
-        return f"layers={self.layers}, source={self.source!r}, padding={self.padding!r}"
+        return f"layers={self.layers}, source={self.source!r}, padding={self.padding!r}, pooling={self.pooling!r}"
