@@ -62,10 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--ckpt", help="evaluate this checkpoint instead of training")
     p.add_argument("--model", default=None, help="model config name (default: scratch if present, else nonstationary)")
+    p.add_argument("--experiment", help="train with this preset (e.g. scratch_recovery: its model, masks, batch and "
+                   "iterations unless given here) instead of --model and the options below")
     p.add_argument("--override", action="append", default=[], help="extra Hydra override for training (repeatable)")
-    p.add_argument("--train-steps", type=int, default=100, help="learning iterations")
+    p.add_argument("--train-steps", type=int, default=None, help="learning iterations (default 100, or the preset's)")
     p.add_argument("--n-train", type=int, default=None, help="use at most this many training images (random)")
-    p.add_argument("--batch-size", type=int, default=16, help="training images per iteration (= chains)")
+    p.add_argument("--batch-size", type=int, default=None, help="training images per iteration (= chains; default 16, or the preset's)")
     p.add_argument("--train-mask", type=int, default=40, help="training mask side at 64 px (0: no recovery training)")
     p.add_argument("--n-test", type=int, default=50, help="test images (random, fixed seed)")
     p.add_argument("--mask-sizes", type=int, nargs="+", default=[40, 50], help="test mask sides at 64 px")
@@ -122,21 +124,29 @@ def train_model(args: argparse.Namespace, train_paths: list[Path], out: Path) ->
     model = args.model or default_model()
     side = round(args.train_mask * args.image_size / 64)
     data = "faces" if (ROOT / "conf" / "data" / "faces.yaml").is_file() else "objects"
-    overrides = [
-        f"model={model}", f"data={data}", "logger=csv", f"paths.output_dir={out}",
-        f"trainer={'gpu' if args.device.startswith('cuda') else 'cpu'}",
-        f"trainer.max_steps={args.train_steps}", f"data.steps_per_epoch={args.train_steps}",
-        f"data.image_size={args.image_size}", "data.grayscale=true", "data.embedded=null",
-        f"data.batch_size={args.batch_size}", f"model.buffer.n_chains={args.batch_size}", f"seed={args.seed}",
-        f"callbacks.model_checkpoint.every_n_train_steps={max(1, args.train_steps // 4)}",
+    steps = args.train_steps or (None if args.experiment else 100)
+    batch = args.batch_size or (None if args.experiment else 16)
+    overrides = [f"experiment={args.experiment}"] if args.experiment else [f"model={model}", f"data={data}"]
+    overrides += [
+        "logger=csv", f"paths.output_dir={out}", f"trainer={'gpu' if args.device.startswith('cuda') else 'cpu'}",
+        f"data.image_size={args.image_size}", "data.grayscale=true", "data.embedded=null", f"seed={args.seed}",
     ]
-    if side > 0:
+    if steps:
+        overrides += [f"trainer.max_steps={steps}", f"data.steps_per_epoch={steps}"]
+    if batch:
+        overrides += [f"data.batch_size={batch}", f"model.buffer.n_chains={batch}"]
+    if side > 0 and not args.experiment:
         overrides.append(f"++model.recovery={{mask_size: {side}, n_masks: 1, placement: random, start: {args.start or 'mean'}}}")
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides + list(args.override))
+    steps = int(cfg.trainer.max_steps)
+    cfg.data.steps_per_epoch = steps
+    cfg.callbacks.model_checkpoint.every_n_train_steps = max(1, steps // 4)
     cfg.data.root = [str(p) for p in train_paths]
-    print(f"training model={model} on {len(train_paths)} images, {args.train_steps} iterations, "
-          f"batch {args.batch_size}, training masks {side}px" + (f", overrides {args.override}" if args.override else ""))
+    masks = cfg.model.get("recovery")
+    print(f"training {'experiment=' + args.experiment if args.experiment else 'model=' + model} on {len(train_paths)} images, "
+          f"{steps} iterations, batch {cfg.data.batch_size}, training masks {dict(masks) if masks else None}"
+          + (f", overrides {args.override}" if args.override else ""))
     print(OmegaConf.to_yaml(cfg.model))
     start = time.perf_counter()
     metrics = train(cfg)
