@@ -9,7 +9,10 @@ up to ``--n`` training faces, the held-out subjects' faces and the natural image
 (../shared/data/natural, BSDS500), and the ROC AUC of f(I; w) as a face detector (faces
 positive, natural images negative), on training and on held-out faces; then the same for
 log p(I; w) + log Z = f(I; w) + log q(I), the score to read when q(I) is centred on the mean
-face (``model.energy.reference_mean=data``, see ``frame.scoring``).
+face (``model.energy.reference_mean=data``, see ``frame.scoring``). Last, the same AUCs for two
+scores that know nothing of faces (the darkness, minus the mean grey level, and ||I - grey||^2,
+i.e. -log q(I) of the grey reference): the Yale B faces are darker and lit harder than the
+natural images, so an AUC of f means something only above theirs.
 The training faces are given to the data module as a folder of symbolic links in the run
 directory, never copied.
 """
@@ -31,6 +34,17 @@ from frame.checkpoint import load_model  # noqa: E402
 from frame.data.images import list_images  # noqa: E402
 from frame.scoring import SCORES, format_table, load_folder, model_image_size, roc_auc, score_images, summary, write_csv  # noqa: E402
 from frame.training import train  # noqa: E402
+
+
+def _grey(images: torch.Tensor) -> torch.Tensor:
+    return images.double().mean(1).flatten(1) * 255
+
+
+#: face-blind scores of an image batch [N, 3, H, W] in [0, 1] (grey levels 0-255)
+IMAGE_STATISTICS = {
+    "darkness": lambda images: -_grey(images).mean(1),
+    "||I - grey||^2": lambda images: ((_grey(images) - 114.8) ** 2).sum(1),
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,6 +113,12 @@ def main(argv=None) -> dict[str, float]:
                 print(f"ROC AUC of {SCORES[score]}, {name} vs natural: {metrics[f'auc {score} {name}']:.4f}")
         for name, (_, scores) in results.items():
             metrics[f"mean {score} {name}"], metrics[f"std {score} {name}"] = summary(scores)
+    for label, statistic in IMAGE_STATISTICS.items():  # what a face-blind score reaches on these sets
+        values = {name: statistic(batch) for name, (_, batch) in images.items()}
+        for name in ("faces (train)", "faces (held-out)"):
+            if name in values:
+                metrics[f"auc {label} {name}"] = roc_auc(values[name], values["natural"])
+                print(f"ROC AUC of {label} (no model), {name} vs natural: {metrics[f'auc {label} {name}']:.4f}")
     print(f"scores: {out / 'scores_f.csv'}, {out / 'scores_log_p.csv'}")
     return metrics
 
