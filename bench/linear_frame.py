@@ -11,7 +11,8 @@ histogram gap d_k = 1/2 ||H_obs,k - H_syn,k||_1 (soft bins as learned, and hard 
 gap ||H_obs - H_syn|| / ||H_obs|| the training logs, the minutes to the first d < 0.05, and the
 Gram / sliced Wasserstein texture distances of ``frame.eval`` (VGG-16 conv1_1..conv5_1, 64 px crops;
 floor = real vs real). ``julesz`` samples the Julesz ensemble of the same statistics (linear
-histograms, or the spatial means of VGG conv1_2, conv2_2, conv3_3) from white noise and prints the
+histograms, or the spatial means of VGG conv1_2, conv2_2, conv3_3 on grey chains) from white noise with
+the texture's mean and contrast, and prints the
 same columns, next to the learned model's row when ``textures`` has run. ``objects`` learns
 ``experiment=linear_objects`` (eq. 6-7 on the grey LFW faces). Grids and rows go to --out.
 The textures are research data: read from --root, never copied.
@@ -121,15 +122,14 @@ def julesz(args) -> None:
         if args.stats == "linear":
             energy = LinearStationaryEnergy(FilterBank(), bins=16)
         else:
-            energy = StationaryEnergy(VGG16Features(VGG_LAYERS, source="caffe"))
+            energy = StationaryEnergy(VGG16Features(VGG_LAYERS, source="caffe", grey=True))  # grey chains
         sampler = JuleszSampler(eps=args.eps, levels=args.levels, steps_per_level=args.steps_per_level,
                                 final_steps=args.final_steps)
         observed = energy.input_space.to_input(datamodule.images)
         energy.fit(observed)
         h_obs = sampler.observed_statistics(energy, observed)
-        generator = torch.Generator().manual_seed(0)
         start = time.perf_counter()
-        chains = sampler.sample(energy, torch.randn(observed.shape, generator=generator) * 40, h_obs, generator)
+        chains = sampler.sample(energy, observed, generator=torch.Generator().manual_seed(0))
         minutes = (time.perf_counter() - start) / 60
         if args.stats == "linear":
             values = histogram_gaps(energy, observed, chains)
@@ -172,7 +172,7 @@ def main() -> None:
     p.add_argument("--names", nargs="+", default=None, help="texture files in --root (default: all)")
     p.add_argument("--iterations", type=int, default=60)
     p.add_argument("--stats", choices=["linear", "vgg"], default="linear")
-    p.add_argument("--eps", type=float, default=2000.0, help="Julesz gradient step")
+    p.add_argument("--eps", type=float, default=1.25, help="Julesz gradient step, per unit of the texture's variance")
     p.add_argument("--final-steps", type=int, default=400, help="Julesz steps at T = 0")
     p.add_argument("--levels", type=int, default=4, help="Julesz temperatures with noise")
     p.add_argument("--steps-per-level", type=int, default=50)
