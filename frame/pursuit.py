@@ -7,7 +7,8 @@ chains:
 
     k* = argmax_{k unused} d_k,   d_k = 1/2 || H_obs,k - H_syn,k ||_1
 
-The histograms H are normalised to sum 1 (fractions of positions per bin, over each filter's own
+H_syn is the model's expected histogram, estimated by averaging the chains' histograms over a few
+sweeps of the sampler at the fitted weights (``average``). The histograms H are normalised to sum 1 (fractions of positions per bin, over each filter's own
 bins), so d_k is the total-variation distance between the observed and synthesized marginal
 histograms of filter k, in [0, 1] whatever the filter's scale or response range; the FRAME
 papers pick by this L1 distance between normalised histograms (the "filter pursuit" criterion;
@@ -68,6 +69,8 @@ class FilterPursuit:
             with the whole bank (only its statistics are used: the candidates).
         datamodule: the observed images (``frame.data.ImageDataModule``).
         iterations: learning iterations after each addition.
+        average: sweeps of the sampler (its ``n_steps`` each, weights fixed) whose chains'
+            histograms are averaged into H_syn when the gaps are measured (1: the chains as they are).
         trainer_options: extra ``pl.Trainer`` arguments (e.g. ``accelerator``).
     """
 
@@ -76,9 +79,13 @@ class FilterPursuit:
         make_model: Callable[[Sequence[str] | None], FrameModel],
         datamodule: pl.LightningDataModule,
         iterations: int = 30,
+        average: int = 1,
         trainer_options: dict | None = None,
     ) -> None:
+        if int(average) < 1:
+            raise ValueError(f"pursuit: average must be >= 1 sweep, got {average}")
         self.make_model, self.datamodule, self.iterations = make_model, datamodule, int(iterations)
+        self.average = int(average)
         self.trainer_options = trainer_options or {}
         self.datamodule.setup("fit")
         self.candidates = make_model(None)
@@ -88,22 +95,41 @@ class FilterPursuit:
         self.candidates.energy.fit(self.observed)
 
     @torch.no_grad()
-    def gaps(self, chains: Tensor) -> Tensor:
-        """d_k of every filter of the bank between the observed images and the chains."""
+    def histograms(self, chains: Tensor) -> Tensor:
+        """Every bank filter's histograms of the images ``chains`` [K, bins], averaged over them."""
         energy = self.candidates.energy
-        layer = energy.extractor.layers[0]
-        h_obs = energy.statistics(energy.features(self.observed))[layer]
-        h_syn = energy.statistics(energy.features(chains.to(self.observed)))[layer]
-        return histogram_gaps(h_obs, h_syn)
+        return energy.statistics(energy.features(chains.to(self.observed)))[energy.extractor.layers[0]].mean(0)
 
+    def gaps(self, chains: Tensor, h_syn: Tensor | None = None) -> Tensor:
+        """d_k of every filter of the bank between the observed images and the chains (or H_syn)."""
+        return histogram_gaps(self.histograms(self.observed), self.histograms(chains) if h_syn is None else h_syn)
+
+    def measure(self, model: FrameModel, energy: Callable[[Tensor], Tensor], chains: Tensor) -> tuple[Tensor, Tensor]:
+        """H_syn of ``energy`` averaged over ``average`` sweeps of ``model``'s sampler continuing
+        ``chains`` (weights fixed), and the chains after them. One snapshot of one chain carries
+        the chain's drift around the model's mean statistics; the average estimates E_p[H]."""
+        bounds = model.input_space.bounds(chains.device)
+        total = self.histograms(chains)
+        for _ in range(self.average - 1):
+            chains = model.sampler.sample(energy, chains, bounds=bounds, generator=model.buffer.generator())
+            total = total + self.histograms(chains)
+        return total / self.average, chains.detach()
+
+    @torch.no_grad()
     def reference_chains(self) -> Tensor:
-        """Samples with no filter: the sampler on f = 0 (the reference q(I) alone), as long as a fit."""
+        """Samples with no filter, drawn exactly from the reference q(I) = N(0, sigma^2) per pixel
+        (eq. 8), restricted to [black, white] when the sampler clamps (sigma 1000: nearly uniform,
+        the original FRAME's start). Running the sampler on f = 0 instead would start the pursuit
+        from a random walk that has not reached q: its first pick would depend on its length."""
         model = self.candidates
-        model.buffer.refresh(self.observed, model.input_space)
-        steps = self.iterations * model.sampler.n_steps
-        bounds = model.input_space.bounds(self.observed.device)
-        zero = lambda x: (x * 0).flatten(1).sum(1)  # noqa: E731
-        return model.sampler.sample(zero, model.buffer.chains, bounds=bounds, n_steps=steps, generator=model.buffer.generator())
+        shape = model.buffer.chains.shape
+        sigma = model.sampler.sigma
+        lo, hi = (b.expand(1, *shape[1:]) for b in model.input_space.bounds(self.observed.device))
+        if not model.sampler.clamp:
+            lo, hi = torch.full_like(lo, -torch.inf), torch.full_like(hi, torch.inf)
+        cdf_lo, cdf_hi = torch.special.ndtr(lo / sigma), torch.special.ndtr(hi / sigma)
+        u = torch.rand(shape, generator=model.buffer.generator(self.observed.device), device=self.observed.device)
+        return sigma * torch.special.ndtri(cdf_lo + (cdf_hi - cdf_lo) * u)
 
     def fit(self, model: FrameModel) -> None:
         options = dict(
@@ -116,18 +142,20 @@ class FilterPursuit:
         """Adds `n_filters` filters one by one; `on_step(i, step)` after each (1-based)."""
         chosen: list[int] = []
         model: FrameModel | None = None
-        chains = self.reference_chains()
+        h_syn, chains = self.measure(self.candidates, _zero, self.reference_chains())
         steps: list[PursuitStep] = []
         for i in range(1, int(n_filters) + 1):
             start = time.perf_counter()
-            gaps = self.gaps(chains)
+            gaps = self.gaps(chains, h_syn)
             best = pick(gaps, chosen)
             chosen.append(best)
             new = self.make_model([self.names[k] for k in chosen])
             _carry_over(model, new, chains)
             self.fit(new)
-            model, chains = new, new.buffer.chains.detach().clone()
-            after = self.gaps(chains)
+            model = new
+            h_syn, chains = self.measure(model, model.energy, model.buffer.chains.detach().clone())
+            model.buffer.update(chains)
+            after = self.gaps(chains, h_syn)
             unused = [k for k in range(len(self.names)) if k not in chosen]
             step = PursuitStep(
                 filter=self.names[best],
@@ -142,6 +170,11 @@ class FilterPursuit:
             if on_step is not None:
                 on_step(i, step)
         return steps
+
+
+def _zero(x: Tensor) -> Tensor:
+    """f = 0: the reference model, no filter."""
+    return (x * 0).flatten(1).sum(1)
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ import math
 from functools import partial
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
@@ -169,29 +170,56 @@ def test_pursuit_picks_the_filter_that_sees_the_difference():
     assert "_o0_" in names[pick(gaps, [])] or "_o90_" in names[pick(gaps, [])]
 
 
+class PursuitData(pl.LightningDataModule):
+    def __init__(self):
+        super().__init__()
+        self.images = ((texture(24, 11) + 115) / 255).clamp(0, 1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader([self.images[0]] * 4, batch_size=1)
+
+
+def small_model(filters):
+    bank = FilterBank(scales=(1.0,), orientations=2, dog_scales=(1.0,), filters=filters)
+    sampler = LangevinSampler(step_size=3.0, n_steps=2, sigma=1000.0, clamp=True, precision="fp32", channels_last=False)
+    energy = LinearStationaryEnergy(bank, bins=8)
+    return FrameModel(energy, sampler, partial(ChainBuffer, n_chains=1), image_size=24, optimizer=partial(torch.optim.SGD, lr=1.0))
+
+
 def test_pursuit_adds_filters_one_by_one_and_keeps_the_chains(tmp_path):
-    import pytorch_lightning as pl
-
-    class Data(pl.LightningDataModule):
-        def __init__(self):
-            super().__init__()
-            self.images = ((texture(24, 11) + 115) / 255).clamp(0, 1)
-
-        def train_dataloader(self):
-            return torch.utils.data.DataLoader([self.images[0]] * 4, batch_size=1)
-
-    def make(filters):
-        bank = FilterBank(scales=(1.0,), orientations=2, dog_scales=(1.0,), filters=filters)
-        sampler = LangevinSampler(step_size=3.0, n_steps=2, sigma=1000.0, clamp=True, precision="fp32", channels_last=False)
-        energy = LinearStationaryEnergy(bank, bins=8)
-        return FrameModel(energy, sampler, partial(ChainBuffer, n_chains=1), image_size=24,
-                          optimizer=partial(torch.optim.SGD, lr=1.0))
-
-    pursuit = FilterPursuit(make, Data(), iterations=2, trainer_options={"default_root_dir": str(tmp_path)})
+    pursuit = FilterPursuit(small_model, PursuitData(), iterations=2, average=2,
+                            trainer_options={"default_root_dir": str(tmp_path)})
     steps = pursuit.run(3)
     assert len({s.filter for s in steps}) == 3 and all(s.filter in pursuit.names for s in steps)
     assert all(0 <= s.unused_mean <= s.unused_max <= 1 for s in steps)
     assert steps[-1].samples.shape == (1, 3, 24, 24)
+
+
+def test_pursuit_measures_the_histograms_averaged_over_sweeps(monkeypatch):
+    pursuit = FilterPursuit(small_model, PursuitData(), average=3)
+    model = pursuit.candidates
+    # a sampler whose every sweep brightens the chains by 10 grey levels
+    monkeypatch.setattr(model.sampler, "sample", lambda energy, x, **kwargs: x + 10)
+    chains = pursuit.observed.clone()
+    h_syn, after = pursuit.measure(model, model.energy, chains)
+    expected = sum(pursuit.histograms(chains + 10 * i) for i in range(3)) / 3
+    torch.testing.assert_close(h_syn, expected)
+    torch.testing.assert_close(after, chains + 20)
+    assert not torch.allclose(h_syn, pursuit.histograms(chains))  # the sweeps moved the histograms
+
+
+def test_pursuit_starts_from_the_reference_itself(monkeypatch):
+    # sigma 1000 clamped to [black, white]: q(I) is nearly uniform there (sd = range / sqrt(12))
+    pursuit = FilterPursuit(small_model, PursuitData())
+    x = pursuit.reference_chains()
+    lo, hi = (float(b) for b in pursuit.candidates.input_space.bounds())
+    assert lo <= float(x.min()) < lo + 5 and hi - 5 < float(x.max()) <= hi
+    assert float(x.std()) == pytest.approx((hi - lo) / math.sqrt(12), rel=0.1)
+    # sigma 1, unclamped: N(0, 1) per pixel (eq. 8)
+    monkeypatch.setattr(pursuit.candidates.sampler, "clamp", False)
+    monkeypatch.setattr(pursuit.candidates.sampler, "sigma", 1.0)
+    x = pursuit.reference_chains()
+    assert float(x.std()) == pytest.approx(1.0, rel=0.1) and abs(float(x.mean())) < 0.15
 
 
 def test_pursuit_command_draws_the_bank_and_names_bad_values(tmp_path):

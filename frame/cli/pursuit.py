@@ -7,7 +7,8 @@ Starts from no filter (the reference alone); each step adds the bank filter whos
 is farthest from the data's under the current samples (``frame.pursuit``), then runs --iterations
 of Algorithm 1 on ``model=linear_stationary`` (any further ``key=value`` is a Hydra override of
 conf/train.yaml). Prints the filter chosen at each step, its gap when chosen and the gaps after
-fitting (d = 1/2 L1 distance of the normalised histograms), and writes to --out:
+fitting (d = 1/2 L1 distance of the normalised histograms; the samples' histograms averaged over
+--average sweeps of the sampler), and writes to --out:
 
     bank.png          every filter of the bank (the paper's Fig. 3b; --filters 0 writes only this)
     chosen.png        the chosen filters, in order
@@ -26,18 +27,21 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from torchvision.utils import save_image
 
+from frame.cli.common import make_parser, run
+
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 PROG = "frame-pursuit"
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(PROG, __doc__)
     p.add_argument("--texture", required=True, nargs="+", help="the observed texture image(s)")
     p.add_argument("--out", type=Path, required=True, help="folder for the grids")
     p.add_argument("--filters", type=int, default=7, help="filters to add (0: only write the bank grid)")
-    p.add_argument("--iterations", type=int, default=30, help="learning iterations after each addition")
+    p.add_argument("--iterations", type=int, default=100, help="learning iterations after each addition")
+    p.add_argument("--average", type=int, default=10,
+                   help="sampler sweeps (weights fixed) whose histograms are averaged when the gaps are measured")
     p.add_argument("--size", type=int, default=128, help="image side (data.image_size)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml, e.g. model.sampler.step_size=5")
     return p
 
@@ -60,8 +64,9 @@ def pursue(args: argparse.Namespace) -> None:
     from frame.pursuit import FilterPursuit
     from frame.training import build_model
 
-    if args.filters < 0 or args.iterations < 1:
-        raise ValueError(f"--filters must be >= 0 and --iterations >= 1, got {args.filters}, {args.iterations}")
+    if args.filters < 0 or args.iterations < 1 or args.average < 1:
+        raise ValueError(f"--filters must be >= 0, --iterations and --average >= 1, got {args.filters}, "
+                         f"{args.iterations}, {args.average}")
     torch.manual_seed(args.seed)
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # one Trainer per step: no banners
     cfg = config(args)
@@ -79,7 +84,9 @@ def pursue(args: argparse.Namespace) -> None:
     if args.filters == 0:
         return
     datamodule = hydra.utils.instantiate(cfg.data)
-    pursuit = FilterPursuit(make_model, datamodule, iterations=args.iterations)
+    accelerator = "gpu" if args.device.type == "cuda" else "cpu"
+    pursuit = FilterPursuit(make_model, datamodule, iterations=args.iterations, average=args.average,
+                            trainer_options={"accelerator": accelerator})
     observed = datamodule.images[:1].mean(1, keepdim=True).expand(-1, 3, -1, -1)
     print(f"{'step':>4}  {'filter':<20} {'gap picked':>10} {'unused mean':>11} {'unused max':>10} "
           f"{'used mean':>9} {'minutes':>7}")
@@ -97,13 +104,7 @@ def pursue(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        pursue(args)
-    except (ValueError, OSError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run(parser(), pursue, argv)
 
 
 if __name__ == "__main__":
