@@ -3,6 +3,7 @@
     python bench/linear_frame.py textures [--names grass_obs.bmp ...] [--iterations 60]
     python bench/linear_frame.py julesz --stats linear|vgg [--names ...]
     python bench/linear_frame.py objects [--iterations 60]
+    python bench/linear_frame.py vgg-pursuit --names grass_obs.bmp [--filters 8 --iterations 30]
     (filter pursuit: python -m frame.cli.pursuit --texture <file> --out <folder>)
 
 ``textures`` learns ``experiment=frame_gray_textures`` on each texture of --root (128 px) by
@@ -14,7 +15,8 @@ floor = real vs real). ``julesz`` samples the Julesz ensemble of the same statis
 histograms, or the spatial means of VGG conv1_2, conv2_2, conv3_3 on grey chains) from white noise with
 the texture's mean and contrast, and prints the
 same columns, next to the learned model's row when ``textures`` has run. ``objects`` learns
-``experiment=linear_objects`` (eq. 6-7 on the grey LFW faces). Grids and rows go to --out.
+``experiment=linear_objects`` (eq. 6-7 on the grey LFW faces). ``vgg-pursuit`` runs filter pursuit over
+the VGG channels of ``model=stationary`` (``frame.pursuit.ChannelPursuit``) on the first of --names. Grids and rows go to --out.
 The textures are research data: read from --root, never copied.
 """
 
@@ -165,9 +167,38 @@ def objects(args) -> None:
                           model.to_images(model.buffer.chains[:8]).cpu()]), args.out / "objects.png", nrow=8)
 
 
+def vgg_pursuit(args) -> None:
+    """Filter pursuit over the VGG channels of the deep stationary model (eq. 10), on one texture."""
+    from frame.pursuit import ChannelPursuit, free_channels
+
+    name = args.names[0]
+    cfg = config("model=stationary", "data=texture", "data.embedded=null", f"data.root={args.root / name}",
+                 f"data.image_size={args.size}", "data.grayscale=true", "vgg_source=caffe", f"model.optimizer.lr={args.lr}")
+
+    def make_model(channels):
+        model = build_model(cfg.model)
+        return model if channels is None else free_channels(model, channels)
+
+    datamodule = hydra.utils.instantiate(cfg.data)
+    pursuit = ChannelPursuit(make_model, datamodule, iterations=args.iterations, average=args.average)
+    observed = datamodule.images[:1].mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    out = args.out / f"vgg_pursuit_{Path(name).stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    print("| step | channel added | gap picked | unused: mean d | unused: max d | used: mean d | minutes |\n"
+          "|---|---|---|---|---|---|---|", flush=True)
+
+    def report(i, step):
+        print(f"| {i} | {step.filter} | {step.gap_picked:.4f} | {step.unused_mean:.4f} | {step.unused_max:.4f} | "
+              f"{step.used_mean:.4f} | {step.minutes:.2f} |", flush=True)
+        save_image(torch.cat([observed, step.samples[:1]]), out / f"step_{i:02d}.png")
+
+    steps = pursuit.run(args.filters, report)
+    save_image(torch.cat([observed] + [s.samples[:1] for s in steps]), out / "pursuit.png", nrow=len(steps) + 1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", choices=["textures", "julesz", "objects"])
+    p.add_argument("task", choices=["textures", "julesz", "objects", "vgg-pursuit"])
     p.add_argument("--root", type=Path, default=TEXTURES)
     p.add_argument("--names", nargs="+", default=None, help="texture files in --root (default: all)")
     p.add_argument("--iterations", type=int, default=60)
@@ -176,6 +207,10 @@ def main() -> None:
     p.add_argument("--final-steps", type=int, default=400, help="Julesz steps at T = 0")
     p.add_argument("--levels", type=int, default=4, help="Julesz temperatures with noise")
     p.add_argument("--steps-per-level", type=int, default=50)
+    p.add_argument("--filters", type=int, default=8, help="vgg-pursuit: channels to add")
+    p.add_argument("--average", type=int, default=5, help="vgg-pursuit: sampler sweeps averaged into H_syn")
+    p.add_argument("--size", type=int, default=64, help="vgg-pursuit: image side")
+    p.add_argument("--lr", type=float, default=3e-3, help="vgg-pursuit: SGD learning rate (10x the stationary preset's: few weights)")
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "linear_frame")
     args = p.parse_args()
     args.names = args.names or sorted(f.name for f in args.root.iterdir())
@@ -183,7 +218,7 @@ def main() -> None:
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     torch.manual_seed(0)
-    {"textures": textures, "julesz": julesz, "objects": objects}[args.task](args)
+    {"textures": textures, "julesz": julesz, "objects": objects, "vgg-pursuit": vgg_pursuit}[args.task](args)
 
 
 if __name__ == "__main__":

@@ -89,10 +89,14 @@ class FilterPursuit:
         self.trainer_options = trainer_options or {}
         self.datamodule.setup("fit")
         self.candidates = make_model(None)
-        self.names: tuple[str, ...] = tuple(self.candidates.energy.extractor.names)
+        self.names: tuple[str, ...] = self.candidate_names()
         self.observed = self.candidates.to_input(self.datamodule.images)
         self.candidates.input_space.fit(self.datamodule.images)
         self.candidates.energy.fit(self.observed)
+
+    def candidate_names(self) -> tuple[str, ...]:
+        """The bank's filters, in bank order."""
+        return tuple(self.candidates.energy.extractor.names)
 
     @torch.no_grad()
     def histograms(self, chains: Tensor) -> Tensor:
@@ -131,6 +135,10 @@ class FilterPursuit:
         u = torch.rand(shape, generator=model.buffer.generator(self.observed.device), device=self.observed.device)
         return sigma * torch.special.ndtri(cdf_lo + (cdf_hi - cdf_lo) * u)
 
+    def carry_over(self, old: FrameModel | None, new: FrameModel, chains: Tensor) -> None:
+        """Warm start of the enlarged model from the last one (or from ``chains``, the reference's)."""
+        _carry_over(old, new, chains)
+
     def fit(self, model: FrameModel) -> None:
         options = dict(
             max_steps=self.iterations, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -150,7 +158,7 @@ class FilterPursuit:
             best = pick(gaps, chosen)
             chosen.append(best)
             new = self.make_model([self.names[k] for k in chosen])
-            _carry_over(model, new, chains)
+            self.carry_over(model, new, chains)
             self.fit(new)
             model = new
             h_syn, chains = self.measure(model, model.energy, model.buffer.chains.detach().clone())
@@ -172,6 +180,61 @@ class FilterPursuit:
         return steps
 
 
+class ChannelPursuit(FilterPursuit):
+    """The same pursuit over the channels of a deep stationary FRAME model (eq. 10).
+
+    Channel k's statistic is its spatial mean response H_k (eq. 14), one number, so its gap is
+    normalised by the observed sd of the channel's responses over positions,
+
+        d_k = |H_obs,k - H_syn,k| / sd_obs,k      (sd_obs,k at least a tenth of its layer's mean sd),
+
+    whose square is, up to a factor, the second-order information gain of adding the channel (the
+    quadratic form of minimax entropy, for a mean statistic). Candidates are named ``layer/k``.
+    ``make_model(channels)`` builds the model with every layer and only those channels' weights
+    free (``free_channels``); with None, all of them (the candidates).
+    """
+
+    def candidate_names(self) -> tuple[str, ...]:
+        weights = self.candidates.energy.weights
+        return tuple(f"{layer}/{k}" for layer, w in weights.items() for k in range(w.numel()))
+
+    @torch.no_grad()
+    def histograms(self, chains: Tensor) -> Tensor:
+        """Every candidate channel's spatial mean response [K], averaged over ``chains``."""
+        energy = self.candidates.energy
+        stats = energy.statistics(energy.features(chains.to(self.observed)))
+        return torch.cat([stats[layer].float().mean(0).flatten() for layer in energy.weights])
+
+    def gaps(self, chains: Tensor, h_syn: Tensor | None = None) -> Tensor:
+        if not hasattr(self, "sd"):
+            energy = self.candidates.energy
+            with torch.no_grad():
+                feats = energy.features(self.observed)
+                sds = [energy.response_variance(feats[layer].float()).sqrt() for layer in energy.weights]
+                # a channel silent on the texture is measured in a tenth of its layer's mean sd, not in ~0
+                self.sd = torch.cat([sd.clamp_min(0.1 * float(sd.mean()) + 1e-6) for sd in sds])
+        h = self.histograms(chains) if h_syn is None else h_syn
+        return (self.histograms(self.observed) - h).abs() / self.sd
+
+    def carry_over(self, old: FrameModel | None, new: FrameModel, chains: Tensor) -> None:
+        _carry_over(old, new, chains)  # same shapes: every weight is copied, the masks stay the new model's
+
+
+def free_channels(model: FrameModel, channels: Sequence[str]) -> FrameModel:
+    """Keeps every weight of a deep stationary model at its value (0 from the start) but those of
+    ``channels`` (``layer/k``): their gradients are masked, so a plain SGD step leaves them."""
+    for layer, w in model.energy.weights.items():
+        mask = torch.zeros_like(w)
+        for name in channels:
+            chosen_layer, k = name.rsplit("/", 1)
+            if chosen_layer not in model.energy.weights:
+                raise ValueError(f"unknown channel {name!r}: the layers are {', '.join(model.energy.weights)}")
+            if chosen_layer == layer:
+                mask.view(-1)[int(k)] = 1.0
+        w.register_hook(lambda grad, mask=mask: grad * mask.to(grad))
+    return model
+
+
 def _zero(x: Tensor) -> Tensor:
     """f = 0: the reference model, no filter."""
     return (x * 0).flatten(1).sum(1)
@@ -181,9 +244,8 @@ def _zero(x: Tensor) -> Tensor:
 def _carry_over(old: FrameModel | None, new: FrameModel, chains: Tensor) -> None:
     """Warm start: the kept filters' weights (rows) and the chains with their random stream."""
     if old is not None:
-        layer = new.energy.extractor.layers[0]
-        kept = old.energy.weights[layer]
-        new.energy.weights[layer][: kept.shape[0]].copy_(kept)
+        for layer, kept in old.energy.weights.items():
+            new.energy.weights[layer][: kept.shape[0]].copy_(kept)
         new.buffer.load_state_dict(old.buffer.state_dict())
     else:
         new.buffer.chains.copy_(chains)

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from frame.buffer import ChainBuffer
-from frame.energies import LinearNonStationaryEnergy, LinearStationaryEnergy
+from frame.energies import LinearNonStationaryEnergy, LinearStationaryEnergy, StationaryEnergy
 from frame.energies.linear_frame import hard_histogram, soft_histogram
 from frame.models import FrameModel
 from frame.nets import FilterBank
 from frame.nets.filter_bank import dog, gabor, kernel_grid
-from frame.pursuit import FilterPursuit, histogram_gaps, pick
+from frame.pursuit import ChannelPursuit, FilterPursuit, free_channels, histogram_gaps, pick
 from frame.sampling import LangevinSampler
 from tests.test_energy import filled_weights
 
@@ -220,6 +220,44 @@ def test_pursuit_starts_from_the_reference_itself(monkeypatch):
     monkeypatch.setattr(pursuit.candidates.sampler, "sigma", 1.0)
     x = pursuit.reference_chains()
     assert float(x.std()) == pytest.approx(1.0, rel=0.1) and abs(float(x.mean())) < 0.15
+
+
+def mean_response_model(channels=None):
+    """A deep stationary model (eq. 10) on a small bank with zero padding (so the mean responses
+    are not all 0), with only ``channels`` free (all with None): ChannelPursuit's fixture."""
+    bank = FilterBank(scales=(1.0,), orientations=2, dog_scales=(1.0,), padding="zeros")
+    sampler = LangevinSampler(step_size=3.0, n_steps=2, sigma=1000.0, clamp=True, precision="fp32", channels_last=False)
+    model = FrameModel(StationaryEnergy(bank), sampler, partial(ChainBuffer, n_chains=1), image_size=24,
+                       optimizer=partial(torch.optim.SGD, lr=1e-3))
+    return model if channels is None else free_channels(model, channels)
+
+
+def test_free_channels_masks_every_other_weight():
+    model = mean_response_model(["filters/1"])
+    x = texture(24, 4)
+    model.energy(x).sum().backward()
+    grad = model.energy.weights["filters"].grad
+    assert grad[1] != 0 and grad[[0, 2, 3, 4, 5]].abs().max() == 0
+    with pytest.raises(ValueError, match="unknown channel"):
+        mean_response_model(["conv9/1"])
+
+
+def test_channel_pursuit_normalises_the_mean_gap_by_the_observed_sd(tmp_path):
+    built = []
+    pursuit = ChannelPursuit(lambda c: built.append(mean_response_model(c)) or built[-1], PursuitData(), iterations=2,
+                             trainer_options={"default_root_dir": str(tmp_path)})
+    assert pursuit.names == tuple(f"filters/{k}" for k in range(6))
+    energy, chains = pursuit.candidates.energy, texture(24, 9)
+    with torch.no_grad():
+        r_obs, r_syn = (energy.features(x)["filters"][0].flatten(1) for x in (pursuit.observed, chains))
+    sd = r_obs.std(1, unbiased=False)
+    expected = (r_obs.mean(1) - r_syn.mean(1)).abs() / sd.clamp_min(0.1 * float(sd.mean()))
+    torch.testing.assert_close(pursuit.gaps(chains), expected)
+    steps = pursuit.run(2)
+    chosen = [pursuit.names.index(s.filter) for s in steps]
+    others = [k for k in range(6) if k not in chosen]
+    assert len(set(chosen)) == 2 and built[-1].energy.weights["filters"][others].abs().max() == 0
+    assert built[-1].energy.weights["filters"][chosen].abs().min() > 0
 
 
 def test_pursuit_command_draws_the_bank_and_names_bad_values(tmp_path):
