@@ -8,15 +8,17 @@ chains:
     k* = argmax_{k unused} d_k,   d_k = 1/2 || H_obs,k - H_syn,k ||_1
 
 H_syn is the model's expected histogram, estimated by averaging the chains' histograms over a few
-sweeps of the sampler at the fitted weights (``average``). The histograms H are normalised to sum 1 (fractions of positions per bin, over each filter's own
-bins), so d_k is the total-variation distance between the observed and synthesized marginal
-histograms of filter k, in [0, 1] whatever the filter's scale or response range; the FRAME
-papers pick by this L1 distance between normalised histograms (the "filter pursuit" criterion;
-the quadratic form of minimax entropy's information gain is the second-order version of it).
+sweeps of the sampler at the fitted weights (``average``). The histograms H are normalised to sum
+1 (fractions of positions per bin, over each filter's own bins), so d_k is the total-variation
+distance between the observed and synthesized marginal histograms of filter k, in [0, 1] whatever
+the filter's scale or response range; the FRAME papers pick by this L1 distance between
+normalised histograms (the "filter pursuit" criterion; the quadratic form of minimax entropy's
+information gain is the second-order version of it).
 
-``pursue`` works on any energy with per-filter histogram statistics over one layer of a bank
-whose subset is chosen by the extractor's ``filters`` option (``frame.energies.LinearStationaryEnergy``
-on ``frame.nets.FilterBank``).
+``FilterPursuit`` works on any energy with per-filter histogram statistics over one layer of a
+bank whose subset is chosen by the extractor's ``filters`` option
+(``frame.energies.LinearStationaryEnergy`` on ``frame.nets.FilterBank``). ``ChannelPursuit`` runs
+the same loop over the channels of a deep stationary model (eq. 10), whose statistics are means.
 """
 
 from __future__ import annotations
