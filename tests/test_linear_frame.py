@@ -271,3 +271,5 @@ def test_pursuit_command_draws_the_bank_and_names_bad_values(tmp_path):
     assert main(["--texture", str(image), "--out", str(tmp_path / "out"), "--filters", "0", "--size", "32"]) == 0
     assert (tmp_path / "out" / "bank.png").is_file()
     assert main(["--texture", str(image), "--out", str(tmp_path / "out"), "--filters", "-1"]) == 2
+    assert main(["--texture", str(tmp_path / "nothing.png"), "--out", str(tmp_path / "none"), "--filters", "0"]) == 2
+    assert not (tmp_path / "none").exists()  # nothing written for a missing texture

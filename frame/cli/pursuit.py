@@ -77,13 +77,14 @@ def pursue(args: argparse.Namespace) -> None:
             model_cfg.energy.extractor.filters = None if filters is None else list(filters)
         return build_model(model_cfg)
 
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup("fit")  # a missing or unreadable texture fails here, before anything is written
     args.out.mkdir(parents=True, exist_ok=True)
     bank = make_model(None).energy.extractor
     save_image(kernel_grid(bank), args.out / "bank.png", nrow=2 * cfg.model.energy.extractor.orientations, padding=1)
     print(f"wrote {args.out / 'bank.png'} ({len(bank.names)} filters)")
     if args.filters == 0:
         return
-    datamodule = hydra.utils.instantiate(cfg.data)
     accelerator = "gpu" if args.device.type == "cuda" else "cpu"
     pursuit = FilterPursuit(make_model, datamodule, iterations=args.iterations, average=args.average,
                             trainer_options={"accelerator": accelerator})
