@@ -38,8 +38,8 @@ class DivergenceGuard(pl.Callback):
     Args:
         max_abs_energy: |mean f_l| of a layer beyond this counts as divergence.
         climb: slow divergence: a layer's gap_rel above ``climb`` times its running minimum
-            (and above ``min_gap``), or its energy spread |f_obs - f_syn| / max(|f_obs|, |f_syn|)
-            above ``climb`` times its running minimum (and above 0.5) ...
+            (and above ``min_gap``), or the energy spread |f_obs - f_syn| / max(|f_obs|, |f_syn|)
+            of f over all layers above ``climb`` times its running minimum (and above 0.5) ...
         patience: ... for this many steps in a row (0 turns the slow check off).
         min_gap: gap_rel values below this never count as climbing.
         backoff: multiplies the Langevin step size and the learning rate (set by rollbacks).
@@ -108,28 +108,37 @@ class DivergenceGuard(pl.Callback):
         """Layers whose gap or energy spread has stayed far above its best for ``patience`` steps."""
         if not self.patience:
             return []
-        watched = {key: (float(value), self.min_gap, "gap_rel") for key, value in metrics.items()
-                   if key.startswith("train/gap_rel/")}
-        for key, value in metrics.items():
-            if key.startswith("train/energy_obs/"):
-                layer = key.rsplit("/", 1)[-1]
-                e_obs, e_syn = float(value), float(metrics.get(f"train/energy_syn/{layer}", value))
-                if e_obs == e_syn == 0.0:  # weights still at 0 (Algorithm 1, step 2)
-                    continue
-                spread = abs(e_obs - e_syn) / max(abs(e_obs), abs(e_syn))
-                watched[f"energy_spread/{layer}"] = (spread, 0.5, "energy spread |f_obs - f_syn| / max(|f_obs|, |f_syn|)")
+        # (what is tracked, the layer named, its value, the floor below which it never counts, what it is)
+        watched = [(key, key.rsplit("/", 1)[-1], float(value), self.min_gap, "gap_rel")
+                   for key, value in metrics.items() if key.startswith("train/gap_rel/")]
+        # the energies of all layers together: one layer's f_l may cross zero on its way (its
+        # weights take both signs); the model's f must not run away from the data's
+        e_obs, e_syn = (float(metrics.get(f"train/energy_{side}", 0.0)) for side in ("obs", "syn"))
+        if e_obs != 0.0 or e_syn != 0.0:  # both 0: the weights are still at 0 (Algorithm 1, step 2)
+            spread = abs(e_obs - e_syn) / max(abs(e_obs), abs(e_syn))
+            what = "energy spread |f_obs - f_syn| / max(|f_obs|, |f_syn|) (all layers; this one moved most)"
+            watched.append(("energy_spread", self.moved_most(metrics), spread, 0.5, what))
         found = []
-        for key, (value, floor, what) in watched.items():
+        for key, layer, value, floor, what in watched:
             best = self.minimum[key] = min(self.minimum.get(key, value), value)
             climbing = value > max(self.climb * best, floor)
             self.streak[key] = self.streak.get(key, 0) + 1 if climbing else 0
             if self.streak[key] >= self.patience:
                 found.append(
-                    f"slow divergence at layer {key.rsplit('/', 1)[-1]}: its {what} has been above "
-                    f"{self.climb:g} x its best ({best:.3g}) for {self.streak[key]} steps, now {value:.3g} "
-                    f"(callbacks.divergence_guard.climb / patience)"
+                    f"slow divergence at layer {layer}: its {what} has been above {self.climb:g} x its best "
+                    f"({best:.3g}) for {self.streak[key]} steps, now {value:.3g} (callbacks.divergence_guard.climb / patience)"
                 )
         return found
+
+    @staticmethod
+    def moved_most(metrics: dict[str, torch.Tensor]) -> str:
+        """The layer whose |f_obs,l - f_syn,l| is largest."""
+        spreads = {}
+        for key, value in metrics.items():
+            if key.startswith("train/energy_obs/"):
+                layer = key.rsplit("/", 1)[-1]
+                spreads[layer] = abs(float(value) - float(metrics.get(f"train/energy_syn/{layer}", value)))
+        return max(spreads, key=spreads.get) if spreads else "all"
 
     # -- rollback ------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
