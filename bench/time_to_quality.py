@@ -1,0 +1,258 @@
+"""Wall time to fixed quality thresholds: our Algorithm 1 against a plain fp32 one, side by side.
+
+    python bench/time_to_quality.py                      # main job, brick 64 px, brick 224 px
+    python bench/time_to_quality.py --jobs brick --max-minutes 3
+
+For each job, both implementations start from the same config (the job's Hydra overrides) and
+the same hyper-parameters, and run until the statistics gap (``train/gap_rel``) and the job's
+eval metric (objects: KID of the chains against the training images; textures: the relative
+Gram distance, ``frame.eval``) are both at or below the job's thresholds, or until
+``--max-minutes`` of training:
+
+- ours: ``FrameModel`` under a Lightning ``Trainer``, as ``train.py`` runs it (bf16 network,
+  channels-last chains, observed statistics cached, the chain buffer);
+- plain: Algorithm 1 written out in fp32: the observed statistics recomputed every iteration,
+  the chains a plain tensor started at the mean image, L steps of eq. (16), then
+  ``w <- w + gamma (H_obs - H_syn)`` (eq. 13/14) by the same optimizer.
+
+Both use the same energy class (the model is the same; only how it is run differs). The metric
+is checked every ``--check-every`` iterations with the clock stopped. The table gives the
+minutes to each threshold and to both; the last line is the ratio plain / ours (a lower bound,
+">", when the plain run did not get there in its time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+
+from frame.eval import Evaluator  # noqa: E402
+from frame.models.statistics import statistics_gap  # noqa: E402
+from frame.training import build_model, prepare_data  # noqa: E402
+
+
+@dataclass
+class Job:
+    overrides: list[str]
+    kind: str  # objects | texture
+    gap: float  # train/gap_rel threshold
+    metric: str
+    threshold: float  # absolute, or times the real-vs-real floor when `of_floor`
+    of_floor: bool = False
+
+
+JOBS = {
+    "main": Job(["model=nonstationary", "data=objects"], "objects", gap=0.12, metric="kid", threshold=0.25),
+    "brick": Job(["model=stationary", "data=texture"], "texture", gap=0.02, metric="gram_rel", threshold=2.0, of_floor=True),
+    "brick224": Job(["experiment=fig6_textures"], "texture", gap=0.02, metric="gram_rel", threshold=2.0, of_floor=True),
+}
+
+
+@dataclass
+class Race:
+    """When one implementation first met each threshold (training minutes, clock stopped for checks)."""
+
+    gap_at: float | None = None
+    metric_at: float | None = None
+    both_at: float | None = None
+    iterations: int = 0
+    minutes: float = 0.0
+    best_gap: float = math.inf
+    best_metric: float = math.inf
+    history: list[tuple[int, float, float, float]] = field(default_factory=list)
+
+    def check(self, iteration: int, minutes: float, gap: float, metric: float | None, job: Job, threshold: float) -> bool:
+        self.iterations, self.minutes = iteration, minutes
+        self.best_gap = min(self.best_gap, gap)
+        if self.gap_at is None and gap <= job.gap:
+            self.gap_at = minutes
+        if metric is not None:
+            self.best_metric = min(self.best_metric, metric)
+            self.history.append((iteration, minutes, gap, metric))
+            if self.metric_at is None and metric <= threshold:
+                self.metric_at = minutes
+            if self.both_at is None and gap <= job.gap and metric <= threshold:
+                self.both_at = minutes
+        return self.both_at is not None
+
+
+class Judge:
+    """The eval metric of a job on a batch of chains, against the training images."""
+
+    def __init__(self, job: Job, images: torch.Tensor, n_chains: int) -> None:
+        self.job = job
+        n = min(n_chains, len(images) // 2) if job.kind == "objects" else None
+        self.evaluator = Evaluator(images, job.kind, n=n)
+        self.threshold = job.threshold
+
+    def calibrate(self, like: torch.Tensor) -> None:
+        floor, _ = self.evaluator.calibration(like)
+        if self.job.of_floor:
+            self.threshold = self.job.threshold * floor[self.job.metric]
+
+    def __call__(self, images: torch.Tensor) -> float:
+        return self.evaluator.raw(images)[self.job.metric]
+
+
+def compose_job(job: Job, extra: list[str]) -> object:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=[*job.overrides, *extra])
+
+
+class Stopwatch(pl.Callback):
+    """Checks the thresholds every `every` iterations (clock stopped) and stops when both are met."""
+
+    def __init__(self, race: Race, judge: Judge, every: int, max_minutes: float) -> None:
+        self.race, self.judge, self.every, self.max_minutes = race, judge, every, max_minutes
+        self.spent = 0.0
+        self.start = 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        paused = time.perf_counter()
+        minutes = (paused - self.start - self.spent) / 60
+        iteration = trainer.global_step
+        gap = float(trainer.callback_metrics["train/gap_rel"])
+        metric = None
+        if iteration % self.every == 0 or minutes >= self.max_minutes:
+            metric = self.judge(pl_module.to_images(pl_module.buffer.chains))
+        if self.race.check(iteration, minutes, gap, metric, self.judge.job, self.judge.threshold) or minutes >= self.max_minutes:
+            trainer.should_stop = True
+        self.spent += time.perf_counter() - paused
+
+
+def run_ours(cfg, judge: Judge, every: int, max_minutes: float) -> Race:
+    race = Race()
+    data = prepare_data(cfg)
+    model = build_model(cfg.model)
+    trainer = pl.Trainer(
+        max_steps=10**6, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, inference_mode=False, num_sanity_val_steps=0,
+        callbacks=[Stopwatch(race, judge, every, max_minutes)],
+    )
+    trainer.fit(model, datamodule=data)
+    return race
+
+
+def run_plain(cfg, judge: Judge, every: int, max_minutes: float) -> Race:
+    """Algorithm 1 in fp32, every quantity recomputed, nothing cached."""
+    race = Race()
+    data = prepare_data(cfg)
+    data.setup("fit")
+    images = data.observed_images()
+    energy = instantiate(cfg.model.energy)
+    energy.input_space.fit(images)
+    observed = energy.input_space.to_input(images)
+    energy.fit(observed)
+    sampler = cfg.model.sampler
+    delta, sigma, n_steps = float(sampler.step_size), float(sampler.sigma), int(sampler.n_steps)
+    canvas = int(cfg.model.canvas_size or cfg.model.image_size)
+    chains = torch.zeros(int(cfg.model.buffer.n_chains), energy.input_space.channels, canvas, canvas)  # the mean image
+    optimizer = instantiate(cfg.model.optimizer)(energy.parameters())
+    scheduler = instantiate(cfg.model.scheduler)(optimizer) if cfg.model.get("scheduler") else None
+    spent, start, iteration = 0.0, time.perf_counter(), 0
+    while True:
+        feats_obs = energy.features(observed)  # recomputed every iteration
+        x = chains
+        for _ in range(n_steps):  # eq. (16)
+            x = x.detach().requires_grad_(True)
+            (grad_f,) = torch.autograd.grad(energy(x).sum(), x)
+            x = x + 0.5 * delta**2 * (grad_f - x / sigma**2) + delta * torch.randn_like(x)
+        chains = x.detach()
+        feats_syn = energy.features(chains)
+        gap = float(statistics_gap(energy, feats_obs, feats_syn)["train/gap_rel"])
+        optimizer.zero_grad()
+        energy.contrastive_loss(feats_obs, feats_syn).backward()  # w <- w + gamma (H_obs - H_syn)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        iteration += 1
+        paused = time.perf_counter()
+        minutes = (paused - start - spent) / 60
+        metric = None
+        if iteration % every == 0 or minutes >= max_minutes:
+            with torch.no_grad():
+                metric = judge(energy.input_space.to_images(chains).clamp(0, 1))
+        done = race.check(iteration, minutes, gap, metric, judge.job, judge.threshold)
+        spent += time.perf_counter() - paused
+        if done or minutes >= max_minutes:
+            return race
+
+
+def fmt(value: float | None, limit: float) -> str:
+    return f"{value:.2f}" if value is not None else f"> {limit:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", default="main,brick,brick224", help="comma-separated, from: " + ", ".join(JOBS))
+    parser.add_argument("--max-minutes", type=float, default=30.0, help="training minutes per implementation and job")
+    parser.add_argument("--check-every", type=int, default=5, help="iterations between metric checks")
+    parser.add_argument("--gap", type=float, default=None, help="gap_rel threshold for every job (default: the job's)")
+    parser.add_argument("--metric", type=float, default=None,
+                        help="metric threshold for every job: KID, or times the floor for Gram (default: the job's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
+    args = parser.parse_args()
+    rows = []
+    for name in args.jobs.split(","):
+        job = JOBS[name]
+        job = Job(job.overrides, job.kind, args.gap if args.gap is not None else job.gap, job.metric,
+                  args.metric if args.metric is not None else job.threshold, job.of_floor)
+        cfg = compose_job(job, args.overrides)
+        data = prepare_data(cfg)
+        data.setup("fit")
+        images = data.observed_images()
+        judge = Judge(job, images, int(cfg.model.buffer.n_chains))
+        canvas = int(cfg.model.canvas_size or cfg.model.image_size)
+        judge.calibrate(torch.rand(max(int(cfg.model.buffer.n_chains), 2), 3, canvas, canvas))
+        races = {}
+        for impl, run in (("ours", run_ours), ("plain fp32", run_plain)):
+            torch.manual_seed(args.seed)
+            load = os.getloadavg()[0]
+            races[impl] = run(cfg, judge, args.check_every, args.max_minutes)
+            race = races[impl]
+            rows.append((name, impl, race, f"{load:.1f}-{os.getloadavg()[0]:.1f}", judge.threshold, job))
+            print(f"{name} {impl}: {race.iterations} its, {race.minutes:.2f} min, best gap {race.best_gap:.3f}, "
+                  f"best {job.metric} {race.best_metric:.4g}, history {[(i, round(g, 3), round(m, 4)) for i, _, g, m in race.history]}",
+                  flush=True)
+    print(f"\nthreads {torch.get_num_threads()}; minutes of training (metric checks excluded); '>' = not reached in "
+          f"{args.max_minutes} min")
+    print("| job | implementation | gap thr. | metric thr. | its | min to gap | min to metric | min to both | best gap | best metric | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, impl, race, load, threshold, job in rows:
+        print(f"| {name} | {impl} | {job.gap} | {job.metric} <= {threshold:.4g} | {race.iterations} | "
+              f"{fmt(race.gap_at, race.minutes)} | {fmt(race.metric_at, race.minutes)} | {fmt(race.both_at, race.minutes)} | "
+              f"{race.best_gap:.3f} | {race.best_metric:.4g} | {load} |")
+    ratios = []
+    for name in dict.fromkeys(r[0] for r in rows):
+        ours = next(r[2] for r in rows if r[0] == name and r[1] == "ours")
+        plain = next(r[2] for r in rows if r[0] == name and r[1] != "ours")
+        if ours.both_at is None:
+            ratios.append(f"{name}: ours did not reach the thresholds")
+        elif plain.both_at is None:
+            ratios.append(f"{name}: > {plain.minutes / max(ours.both_at, 1e-9):.1f}x")
+        else:
+            ratios.append(f"{name}: {plain.both_at / max(ours.both_at, 1e-9):.1f}x")
+    print("ratio plain / ours (minutes to both thresholds): " + "; ".join(ratios))
+
+
+if __name__ == "__main__":
+    main()
