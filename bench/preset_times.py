@@ -35,6 +35,7 @@ from frame.training import build_model, prepare_data  # noqa: E402
 NEEDS_DATA = {
     "fig5_objects": "objects/egret",
     "fig7_hybrid_objects": "objects/lion_tiger",
+    "frame_gray_textures": "textures/frame_gray/grass_obs.bmp",
     "gconvnet_egret": "objects/egret",
     "gconvnet_hummingbird": "objects/hummingbird",
     "gconvnet_scenery": "natural/309004.jpg",
