@@ -52,8 +52,8 @@ def build_features(depth: int | None = None, padding: str = "zeros", pooling: st
     a torus, so a stationary model's samples tile without seams (on canvases divisible by the
     taps' pooling factor). ``pooling="avg"`` replaces VGG's 2x2 max-pools by average pools, as
     Gatys et al. (2015) do for texture synthesis: df/dI then reaches every pixel of a pooling
-    window instead of its argmax only, which removes the checkerboard the max-pool's gradient
-    imprints on the chains (the filters are unchanged; the features are not the same).
+    window instead of its argmax only (the filters are unchanged; the features are not the
+    same, so a model learned with one pooling does not transfer to the other).
     """
     if padding not in PADDINGS:
         raise ValueError(f"model.energy.extractor.padding must be one of {PADDINGS}, got {padding!r}")
