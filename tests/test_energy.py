@@ -92,3 +92,18 @@ def test_variance_preconditioner_is_inverse_variance(tiny_extractor):
     product = (factors["a"] * var)[alive]
     torch.testing.assert_close(product, torch.full_like(product, product[0].item()), rtol=1e-3, atol=1e-6)
     assert factors["a"].mean().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_layer_preconditioner_equalises_the_layers_variances(tiny_extractor):
+    # Section 5.1 per layer: factor_l * mean variance_l is the same for every layer, and the layer
+    # with the largest variance keeps the configured rate (a one-layer model is unchanged).
+    energy = NonStationaryEnergy(tiny_extractor, image_size=8)
+    feats = tiny_extractor(torch.rand(6, 3, 8, 8))
+    feats["b"] = feats["b"] * 10.0  # make the layers' scales differ by 100x in variance
+    factors = energy.layer_preconditioner(feats)
+    variances = {layer: feats[layer].var(0, unbiased=False).mean().item() for layer in ("a", "b")}
+    largest = max(variances, key=variances.get)
+    assert factors[largest].item() == pytest.approx(1.0)
+    products = [factors[layer].item() * variances[layer] for layer in ("a", "b")]
+    assert products[0] == pytest.approx(products[1], rel=1e-5)
+    assert min(f.item() for f in factors.values()) == pytest.approx(1.0)

@@ -55,3 +55,29 @@ def test_colour_data_keeps_colour_chains(tmp_path):
 
     train(make_cfg(tmp_path, "model=stationary", "data=texture", "data.embedded=chelsea", "model.energy.extractor.layers=[conv1_2]"))
     assert load_model(tmp_path / "checkpoints" / "last.ckpt").buffer.chains.shape[1] == 3
+
+
+def test_layer_variance_precondition_scales_each_layers_update():
+    """model.precondition=layer_variance: one SGD step moves each layer's weights by the plain
+    step times that layer's factor (1 for the layer of largest observed variance)."""
+    from frame.energies import NonStationaryEnergy
+
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    steps = {}
+    for precondition in ("none", "layer_variance"):
+        torch.manual_seed(0)
+        model = FrameModel(NonStationaryEnergy(TinyExtractor(), image_size=8), LangevinSampler(n_steps=1, precision="fp32"),
+                           buffer={"n_chains": 2}, image_size=8, precondition=precondition)
+        optimizer = model.configure_optimizers()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # self.log outside a Trainer
+            loss = model.training_step(images.clone(), 0)
+        loss.backward()
+        model.on_before_optimizer_step(optimizer)
+        optimizer.step()
+        steps[precondition] = {layer: w.detach().clone() for layer, w in model.energy.weights.items()}
+        factors = model._lr_factors
+    assert set(factors) == {"a", "b"} and min(f.item() for f in factors.values()) == 1.0
+    for layer, factor in factors.items():
+        torch.testing.assert_close(steps["layer_variance"][layer], steps["none"][layer] * factor)
+    assert max(f.item() for f in factors.values()) > 1.0  # the tiny layers differ in scale

@@ -74,6 +74,20 @@ class DeepFrameEnergy(Energy):
             factors[layer] = inv / inv.mean()
         return factors
 
+    @torch.no_grad()
+    def layer_preconditioner(self, feats_obs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """One learning-rate factor per layer, inversely proportional to its mean observed variance.
+
+        Section 5.1's gamma ~ 1 / variance taken per layer rather than per weight: the layers of
+        VGG-16 differ by orders of magnitude (at 64 px on faces conv1_1's responses vary ~150x
+        less than conv3_3's, and a unit of its weights moves the pixels ~200x less), so with one
+        rate a shallow layer's gap closes ~150x slower. The layer with the largest variance keeps
+        the configured rate (factor 1): a one-layer model is unchanged.
+        """
+        variances = {layer: self.response_variance(feats_obs[layer].float()).mean() for layer in self.weights}
+        largest = max(variances.values())
+        return {layer: largest / var.clamp_min(1e-12) for layer, var in variances.items()}
+
 
 class NonStationaryEnergy(DeepFrameEnergy):
     """Eq. (9): a weight per filter and position, for aligned objects (Experiment 1).

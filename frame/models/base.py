@@ -33,7 +33,8 @@ from frame.recovery.masks import RecoveryMasks
 from frame.sampling import LangevinSampler
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
-PRECONDITIONS = ("none", "obs_variance")
+#: model.precondition -> the energy's method giving the learning-rate factors (Section 5.1)
+PRECONDITIONS = {"none": None, "obs_variance": "variance_preconditioner", "layer_variance": "layer_preconditioner"}
 
 
 class FrameModel(pl.LightningModule):
@@ -50,8 +51,9 @@ class FrameModel(pl.LightningModule):
         optimizer: a factory taking the parameters (Hydra ``_partial_``); plain SGD makes one
             step exactly eq. (13)/(14) with gamma = lr.
         scheduler: optional factory taking the optimizer, stepped every iteration.
-        precondition: ``"none"`` or ``"obs_variance"``: gamma of each weight inversely
-            proportional to the observed variance of its statistic (Section 5.1).
+        precondition: ``"none"``, ``"obs_variance"``: gamma of each weight inversely
+            proportional to the observed variance of its statistic (Section 5.1), or
+            ``"layer_variance"``: the same per layer (for models on several VGG layers).
         recovery: ``None``, or ``{mask_size, n_masks, placement, start}`` to train for image
             recovery (Section 9, ``frame.recovery.RecoveryMasks``): each iteration every
             training image gets random holes and its chain samples p(I_M | I_notM; w), so
@@ -74,9 +76,9 @@ class FrameModel(pl.LightningModule):
         canvas = int(canvas_size or image_size)
         energy.check_canvas(int(image_size), canvas)
         if precondition not in PRECONDITIONS:
-            raise ValueError(f"model.precondition must be one of {PRECONDITIONS}, got {precondition!r}")
-        if precondition == "obs_variance" and not hasattr(energy, "variance_preconditioner"):
-            raise ValueError(f"model.precondition=obs_variance needs an energy linear in w; {type(energy).__name__} is not")
+            raise ValueError(f"model.precondition must be one of {tuple(PRECONDITIONS)}, got {precondition!r}")
+        if PRECONDITIONS[precondition] and not hasattr(energy, PRECONDITIONS[precondition]):
+            raise ValueError(f"model.precondition={precondition} needs an energy linear in w; {type(energy).__name__} is not")
         self.energy = energy
         self.sampler = sampler
         make_buffer = buffer if callable(buffer) else partial(ChainBuffer, **(buffer or {"n_chains": 16}))
@@ -110,8 +112,8 @@ class FrameModel(pl.LightningModule):
         feats_obs = self.observed_features(observed)  # step 1
         synthesized = self.synthesize(observed)  # steps 3-5
         feats_syn = self.features(synthesized)  # step 6
-        if self.precondition == "obs_variance" and self._lr_factors is None:
-            self._lr_factors = self.energy.variance_preconditioner(feats_obs)
+        if PRECONDITIONS[self.precondition] and self._lr_factors is None:
+            self._lr_factors = getattr(self.energy, PRECONDITIONS[self.precondition])(feats_obs)
         self.log_statistics(feats_obs, feats_syn)
         return self.energy.contrastive_loss(feats_obs, feats_syn)  # step 7, by the optimizer
 
