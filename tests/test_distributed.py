@@ -22,8 +22,9 @@ def test_two_processes_give_the_weights_and_chains_of_one(tmp_path):
     assert one["global_step"] == two["global_step"] == 3
     for key, value in one["state_dict"].items():
         if key.startswith(("energy.weights", "buffer.chains")):
-            # float noise of the all-reduce's order: ~1e-5 on chains of size ~2; a wrong shard differs by O(1)
-            torch.testing.assert_close(two["state_dict"][key], value, rtol=1e-4, atol=1e-4, msg=key)
+            # float noise of the all-reduce's order: up to ~4e-4 on chains of size ~2 (conv1_1's weights act on
+            # the pixels directly); a wrong shard differs by O(1)
+            torch.testing.assert_close(two["state_dict"][key], value, rtol=1e-4, atol=1e-3, msg=key)
 
 
 @pytest.mark.slow

@@ -13,6 +13,8 @@ Several layers l may be used at once; each has its own weights. The weights star
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -61,30 +63,35 @@ class DeepFrameEnergy(Energy):
         return 1.0 / self.pooled_positions(feats[layer])
 
     @torch.no_grad()
-    def variance_preconditioner(self, feats_obs: dict[str, Tensor], eps: float = 1e-2) -> dict[str, Tensor]:
+    def variance_preconditioner(
+        self, feats_obs: dict[str, Tensor], eps: float = 1e-2, reduce: Callable[[Tensor], Tensor] = lambda v: v
+    ) -> dict[str, Tensor]:
         """Per-weight learning-rate factors proportional to 1 / observed variance (Section 5.1).
 
         Normalised to mean 1 per layer so that the configured learning rate keeps its scale;
         `eps` (relative to the layer's mean variance) keeps dead filters from exploding.
+        `reduce` averages the variances over processes, so that every process scales alike.
         """
         factors = {}
         for layer in self.weights:
-            var = self.response_variance(feats_obs[layer].float())
+            var = reduce(self.response_variance(feats_obs[layer].float()))
             inv = 1.0 / (var + eps * var.mean().clamp_min(1e-12))
             factors[layer] = inv / inv.mean()
         return factors
 
     @torch.no_grad()
-    def layer_preconditioner(self, feats_obs: dict[str, Tensor]) -> dict[str, Tensor]:
+    def layer_preconditioner(
+        self, feats_obs: dict[str, Tensor], reduce: Callable[[Tensor], Tensor] = lambda v: v
+    ) -> dict[str, Tensor]:
         """One learning-rate factor per layer, inversely proportional to its mean observed variance.
 
         Section 5.1's gamma ~ 1 / variance taken per layer rather than per weight: the layers of
         VGG-16 differ by orders of magnitude (at 64 px on faces conv1_1's responses vary ~150x
         less than conv3_3's, and a unit of its weights moves the pixels ~200x less), so with one
         rate a shallow layer's gap closes ~150x slower. The layer with the largest variance keeps
-        the configured rate (factor 1): a one-layer model is unchanged.
+        the configured rate (factor 1): a one-layer model is unchanged. `reduce` as above.
         """
-        variances = {layer: self.response_variance(feats_obs[layer].float()).mean() for layer in self.weights}
+        variances = {layer: reduce(self.response_variance(feats_obs[layer].float()).mean()) for layer in self.weights}
         largest = max(variances.values())
         return {layer: largest / var.clamp_min(1e-12) for layer, var in variances.items()}
 

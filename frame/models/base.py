@@ -112,8 +112,8 @@ class FrameModel(pl.LightningModule):
         feats_obs = self.observed_features(observed)  # step 1
         synthesized = self.synthesize(observed)  # steps 3-5
         feats_syn = self.features(synthesized)  # step 6
-        if PRECONDITIONS[self.precondition] and self._lr_factors is None:
-            self._lr_factors = getattr(self.energy, PRECONDITIONS[self.precondition])(feats_obs)
+        if PRECONDITIONS[self.precondition] and self._lr_factors is None:  # no data module holding the images
+            self._lr_factors = self.preconditioner(feats_obs, reduce=self.mean_over_processes)
         self.log_statistics(feats_obs, feats_syn)
         return self.energy.contrastive_loss(feats_obs, feats_syn)  # step 7, by the optimizer
 
@@ -150,6 +150,10 @@ class FrameModel(pl.LightningModule):
             self._observed = cached = (observed, self.features(observed))
         return cached[1]
 
+    def preconditioner(self, feats_obs: dict[str, Tensor], **kwargs: Any) -> dict[str, Tensor]:
+        """The learning-rate factors of model.precondition (Section 5.1) from observed features."""
+        return getattr(self.energy, PRECONDITIONS[self.precondition])(feats_obs, **kwargs)
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         for layer, factor in (self._lr_factors or {}).items():
             weight = self.energy.weights[layer]
@@ -178,7 +182,11 @@ class FrameModel(pl.LightningModule):
         images = getattr(self.trainer.datamodule, "images", None) if stage == "fit" else None
         if isinstance(images, Tensor):
             self.input_space.fit(images)
-            self.energy.fit(self.to_input(images.to(self.device)))
+            observed = self.to_input(images.to(self.device))
+            self.energy.fit(observed)
+            if PRECONDITIONS[self.precondition]:  # from the same images on every process (DDP)
+                with torch.no_grad():
+                    self._lr_factors = self.preconditioner(self.features(observed[:256]))
 
     def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
         if not self.input_space.is_fitted:  # trained without a data module holding the images
