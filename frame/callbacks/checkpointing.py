@@ -50,7 +50,11 @@ def unwritable(folder: Path, err: OSError) -> CheckpointWriteError:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Torch checkpoints written atomically (temporary file in the same folder, then rename)."""
+    """Torch checkpoints written atomically (temporary file in the same folder, then rename).
+
+    A writer killed mid-write (SIGKILL, power loss) leaves its temporary file behind, never a
+    broken checkpoint; the next save of the same checkpoint removes such leftovers.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if "://" in str(path):  # a remote store: Lightning's own writer
@@ -59,6 +63,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
+                stale.unlink(missing_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:
                 torch.save(checkpoint, handle)
