@@ -85,11 +85,11 @@ class DeepFrameEnergy(Energy):
     ) -> dict[str, Tensor]:
         """One learning-rate factor per layer, inversely proportional to its mean observed variance.
 
-        Section 5.1's gamma ~ 1 / variance taken per layer rather than per weight: the layers of
-        VGG-16 differ by orders of magnitude (at 64 px on faces conv1_1's responses vary ~150x
-        less than conv3_3's, and a unit of its weights moves the pixels ~200x less), so with one
-        rate a shallow layer's gap closes ~150x slower. The layer with the largest variance keeps
-        the configured rate (factor 1): a one-layer model is unchanged. `reduce` as above.
+        Section 5.1's gamma ~ 1 / variance taken per layer rather than per weight: the responses
+        of VGG-16's layers differ in scale by orders of magnitude, so with one rate a shallow
+        layer (small responses, small pull on the pixels) hardly learns beside conv3_3. The layer
+        with the largest variance keeps the configured rate (factor 1): a one-layer model is
+        unchanged. `reduce` as above.
         """
         variances = {layer: reduce(self.response_variance(feats_obs[layer].float()).mean()) for layer in self.weights}
         largest = max(variances.values())
