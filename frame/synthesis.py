@@ -81,10 +81,8 @@ def draw(
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     start = initial_chains(model, init, n, size, generator)
-    bounds = model.input_space.bounds(start.device, start.dtype)
     step = batch_size or n
     return torch.cat([
-        model.sampler.sample(model.energy, start[i : i + step], bounds=bounds, n_steps=n_steps, progress=progress,
-                             generator=generator)
+        model.langevin(start[i : i + step], n_steps=n_steps, generator=generator, progress=progress)
         for i in range(0, n, step)
     ])

@@ -120,22 +120,47 @@ class FrameModel(pl.LightningModule):
     def synthesize(self, observed: Tensor) -> Tensor:
         """Steps 3 and 5: (re)initialise this process's chains and run L Langevin steps."""
         generator = self.buffer.generator(observed.device)
-        bounds = self.input_space.bounds(observed.device, observed.dtype)
+        start, missing, rows = self.chain_starts(observed, generator)
+        chains = self.langevin(start, mask=missing, generator=generator, rows=rows)
+        self.keep_chains(chains)
+        return chains
+
+    def chain_starts(self, observed: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None, tuple[int, int]]:
+        """Step 3: this process's chain starts, the pixels that move (``None``: all) and the
+        rows ``(first, total)`` of all processes' chains they are (``frame.sampling.draw_noise``)."""
         if self.recovery is not None:  # cold start from the masked batch; only the holes move
             n = observed.shape[0]
             rows = (self.global_rank * n, self.world_size * n)
             start, missing = self.recovery.masked_chains(observed, self.buffer, self.input_space, generator, rows)
-            chains = self.sampler.sample(self.energy, start, mask=missing, bounds=bounds, generator=generator, rows=rows)
-            self.buffer.update(chains)
-            return chains
+            return start, missing, rows
         self.buffer.refresh(observed, self.input_space)
         size = self.buffer.n_chains // self.world_size
         start = self.buffer.chains[self.global_rank * size : (self.global_rank + 1) * size]
-        rows = (self.global_rank * size, self.buffer.n_chains)
-        chains = self.sampler.sample(self.energy, start, bounds=bounds, generator=generator, rows=rows)
-        # every process keeps the whole buffer, so checkpoints hold all chains
-        self.buffer.update(self.all_gather(chains).flatten(0, 1) if self.world_size > 1 else chains)
-        return chains
+        return start, None, (self.global_rank * size, self.buffer.n_chains)
+
+    def keep_chains(self, chains: Tensor) -> None:
+        """Stores this iteration's chains in the buffer: every process keeps the whole buffer,
+        so checkpoints hold all chains (recovery chains are the process's own masked images)."""
+        if self.recovery is None and self.world_size > 1:
+            chains = self.all_gather(chains).flatten(0, 1)
+        self.buffer.update(chains)
+
+    def langevin(
+        self,
+        start: Tensor,
+        mask: Tensor | None = None,
+        n_steps: int | None = None,
+        generator: torch.Generator | None = None,
+        rows: tuple[int, int] | None = None,
+        progress: bool = False,
+    ) -> Tensor:
+        """Langevin dynamics (eq. 16) on p(I; w) from `start` (input space), `n_steps` steps
+        (default L); only the pixels where `mask` is True move (conditional sampling). Training,
+        ``frame.synthesis`` and ``frame.recovery`` all sample through this method."""
+        bounds = self.input_space.bounds(start.device, start.dtype)
+        return self.sampler.sample(
+            self.energy, start, mask=mask, bounds=bounds, n_steps=n_steps, progress=progress, generator=generator, rows=rows
+        )
 
     def features(self, x: Tensor) -> dict[str, Tensor]:
         with self.sampler.autocast(x.device):

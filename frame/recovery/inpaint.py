@@ -69,10 +69,7 @@ def inpaint(
     try:
         total = torch.zeros_like(images)
         for _ in range(n_chains):
-            chains = sampler.sample(
-                model.energy, start, mask=missing, bounds=model.input_space.bounds(start.device, start.dtype), n_steps=n_steps,
-                progress=progress, generator=generator,
-            )
+            chains = model.langevin(start, mask=missing, n_steps=n_steps, generator=generator, progress=progress)
             total += model.to_images(chains).detach()
     finally:
         sampler.noise = saved_noise
