@@ -4,9 +4,10 @@ from frame.energies.base import Energy
 from frame.energies.deep_frame import DeepFrameEnergy, NonStationaryEnergy, StationaryEnergy
 from frame.energies.gconvnet import GConvNetEnergy
 from frame.energies.linear_frame import LinearNonStationaryEnergy, LinearStationaryEnergy
+from frame.energies.multigrid import MultigridEnergy
 from frame.energies.scratch import ScratchEnergy
 
 __all__ = [
-    "Energy", "DeepFrameEnergy", "NonStationaryEnergy", "StationaryEnergy", "GConvNetEnergy", "ScratchEnergy",
+    "Energy", "DeepFrameEnergy", "NonStationaryEnergy", "StationaryEnergy", "GConvNetEnergy", "ScratchEnergy", "MultigridEnergy",
     "LinearStationaryEnergy", "LinearNonStationaryEnergy",
 ]
