@@ -1,6 +1,8 @@
 """Seconds per learning iteration of every `experiment=` preset, and its full run's wall time.
 
     python bench/preset_times.py [--steps 4] [--data ../shared/data] [--only main,fig6_textures,...]
+    python bench/preset_times.py --full --only frame_gray_textures,linear_objects   # to the end
+
 
 "main" is the main job (the defaults: ``model=nonstationary data=objects``).
 
@@ -9,6 +11,10 @@ the allocator) under a plain Lightning Trainer without loggers or callbacks; the
 estimate is its ``trainer.max_steps`` times the median seconds per iteration. Presets that
 need research data get it from ``--data`` (the project's benchmark checkout); without it they
 are skipped with a line saying so. Prints a markdown table with the load average.
+
+With ``--full`` each preset runs its whole ``trainer.max_steps`` and the table adds gap_rel at the
+end, its minimum and their ratio: a preset runs to its end without slow divergence when the end
+is within 1.5x of the minimum ([4 of 6]).
 """
 
 from __future__ import annotations
@@ -44,17 +50,24 @@ NEEDS_DATA = {
 
 
 class StepTimer(pl.Callback):
+    """Seconds of every training iteration, and its train/gap_rel."""
+
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.gaps: list[float] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.times.append(time.perf_counter() - self.start)
+        gap = trainer.callback_metrics.get("train/gap_rel")
+        if gap is not None:
+            self.gaps.append(float(gap))
 
 
-def time_preset(name: str, steps: int, data_dir: Path | None) -> tuple[float, int, str] | str:
+def time_preset(name: str, steps: int | None, data_dir: Path | None) -> tuple[float, int, str, list[float]] | str:
+    """Runs `steps` iterations of a preset (None: its trainer.max_steps)."""
     overrides = [] if name == "main" else [f"experiment={name}"]  # main: the defaults (the main job)
     if name in NEEDS_DATA:
         if data_dir is None:
@@ -67,13 +80,13 @@ def time_preset(name: str, steps: int, data_dir: Path | None) -> tuple[float, in
     data = prepare_data(cfg)  # resolves data.grayscale=auto, which the model needs
     model, timer = build_model(cfg.model), StepTimer()
     trainer = pl.Trainer(
-        max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        max_steps=int(cfg.trainer.max_steps) if steps is None else steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, inference_mode=False, callbacks=[timer],
     )
     trainer.fit(model, datamodule=data)
     per_step = statistics.median(timer.times[1:])
     size = f"{cfg.data.image_size} px, {cfg.model.buffer.n_chains} chains, L = {cfg.model.sampler.n_steps}"
-    return per_step, int(cfg.trainer.max_steps), size
+    return per_step, int(cfg.trainer.max_steps), size, timer.gaps
 
 
 def main() -> None:
@@ -81,19 +94,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="iterations per preset (the first is not timed)")
     parser.add_argument("--data", type=Path, default=None, help="benchmark data folder, e.g. ../shared/data")
     parser.add_argument("--only", default=None, help="comma-separated preset names")
+    parser.add_argument("--full", action="store_true", help="run every preset to its trainer.max_steps")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else ["main", *sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))]
     print(f"threads {torch.get_num_threads()}")
-    print("| preset | setting | s / iteration | iterations | full run (min) | load |")
-    print("|---|---|---|---|---|---|")
+    extra = " gap end | gap min | end / min |" if args.full else ""
+    print(f"| preset | setting | s / iteration | iterations | full run (min) |{extra} load |")
+    print("|---|---|---|---|---|---|" + "---|" * (3 if args.full else 0))
     for name in names:
         load = os.getloadavg()[0]
-        result = time_preset(name, args.steps, args.data)
+        result = time_preset(name, None if args.full else args.steps, args.data)
         if isinstance(result, str):
             print(f"| {name} | {result} | | | | |", flush=True)
             continue
-        per_step, max_steps, size = result
-        print(f"| {name} | {size} | {per_step:.2f} | {max_steps} | {per_step * max_steps / 60:.1f} | "
+        per_step, max_steps, size, gaps = result
+        gap = ""
+        if args.full:
+            low = min(gaps)
+            verdict = "ok" if gaps[-1] <= 1.5 * low else "CLIMBS"
+            gap = f" {gaps[-1]:.3f} | {low:.3f} | {gaps[-1] / low:.2f} {verdict} |"
+        print(f"| {name} | {size} | {per_step:.2f} | {max_steps} | {per_step * max_steps / 60:.1f} |{gap} "
               f"{load:.1f}-{os.getloadavg()[0]:.1f} |", flush=True)
 
 

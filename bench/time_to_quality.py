@@ -13,7 +13,8 @@ Gram distance, ``frame.eval``) are both at or below the job's thresholds, or unt
   channels-last chains, observed statistics cached, the chain buffer);
 - plain: Algorithm 1 written out in fp32: the observed statistics recomputed every iteration,
   the chains a plain tensor started at the mean image, L steps of eq. (16), then
-  ``w <- w + gamma (H_obs - H_syn)`` (eq. 13/14) by the same optimizer.
+  ``w <- w + gamma (H_obs - H_syn)`` (eq. 13/14) by the same optimizer, with the same per-layer or
+  per-weight gamma when the job's ``model.precondition`` sets one.
 
 Both use the same energy class (the model is the same; only how it is run differs). The metric
 is checked every ``--check-every`` iterations with the clock stopped. The table gives the
@@ -42,6 +43,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
 from frame.eval import Evaluator  # noqa: E402
+from frame.models.base import PRECONDITIONS  # noqa: E402
 from frame.models.statistics import statistics_gap  # noqa: E402
 from frame.training import build_model, prepare_data  # noqa: E402
 
@@ -166,6 +168,9 @@ def run_plain(cfg, judge: Judge, every: int, max_minutes: float) -> Race:
     canvas = int(cfg.model.canvas_size or cfg.model.image_size)
     chains = torch.zeros(int(cfg.model.buffer.n_chains), energy.input_space.channels, canvas, canvas)  # the mean image
     optimizer = instantiate(cfg.model.optimizer)(energy.parameters())
+    method = PRECONDITIONS[cfg.model.get("precondition", "none")]  # the same per-layer rates (Section 5.1)
+    with torch.no_grad():
+        factors = getattr(energy, method)(energy.features(observed[:256])) if method else {}
     scheduler = instantiate(cfg.model.scheduler)(optimizer) if cfg.model.get("scheduler") else None
     spent, start, iteration = 0.0, time.perf_counter(), 0
     while True:
@@ -180,6 +185,8 @@ def run_plain(cfg, judge: Judge, every: int, max_minutes: float) -> Race:
         gap = float(statistics_gap(energy, feats_obs, feats_syn)["train/gap_rel"])
         optimizer.zero_grad()
         energy.contrastive_loss(feats_obs, feats_syn).backward()  # w <- w + gamma (H_obs - H_syn)
+        for layer, factor in factors.items():
+            energy.weights[layer].grad.mul_(factor)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
