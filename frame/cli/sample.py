@@ -2,7 +2,8 @@
 
     frame-sample --ckpt <run>/checkpoints/last.ckpt --out samples.png --n 16
 
-Runs the model's Langevin sampler (eq. 16) from the chosen start (``frame.synthesis``):
+Runs the model's Langevin sampling (eq. 16; coarse to fine for a multigrid model, whose start is
+reduced to the coarsest scale's block means) from the chosen start (``frame.synthesis``):
 ``buffer`` continues the saved chains (the model's own sampling); ``flat``, ``zeros`` and
 ``noise`` start afresh and need many more --steps than training. ``--save-chains`` also
 writes the raw chains (input space) next to the PNG as a .pt file.
