@@ -3,7 +3,6 @@
     python bench/preset_times.py [--steps 4] [--data ../shared/data] [--only main,fig6_textures,...]
     python bench/preset_times.py --full --only frame_gray_textures,linear_objects   # to the end
 
-
 "main" is the main job (the defaults: ``model=nonstationary data=objects``).
 
 Each preset runs `--steps` iterations (the first is not timed: it builds the chains and warms

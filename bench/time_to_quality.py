@@ -43,7 +43,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
 from frame.eval import Evaluator  # noqa: E402
-from frame.models.base import PRECONDITIONS  # noqa: E402
+from frame.models.base import PRECONDITION_IMAGES, PRECONDITIONS  # noqa: E402
 from frame.models.statistics import statistics_gap  # noqa: E402
 from frame.training import build_model, prepare_data  # noqa: E402
 
@@ -170,7 +170,7 @@ def run_plain(cfg, judge: Judge, every: int, max_minutes: float) -> Race:
     optimizer = instantiate(cfg.model.optimizer)(energy.parameters())
     method = PRECONDITIONS[cfg.model.get("precondition", "none")]  # the same per-layer rates (Section 5.1)
     with torch.no_grad():
-        factors = getattr(energy, method)(energy.features(observed[:256])) if method else {}
+        factors = getattr(energy, method)(energy.features(observed[:PRECONDITION_IMAGES])) if method else {}
     scheduler = instantiate(cfg.model.scheduler)(optimizer) if cfg.model.get("scheduler") else None
     spent, start, iteration = 0.0, time.perf_counter(), 0
     while True:

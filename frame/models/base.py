@@ -35,6 +35,8 @@ from frame.sampling import LangevinSampler
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 #: model.precondition -> the energy's method giving the learning-rate factors (Section 5.1)
 PRECONDITIONS = {"none": None, "obs_variance": "variance_preconditioner", "layer_variance": "layer_preconditioner"}
+#: how many of the data module's images the precondition factors are measured on
+PRECONDITION_IMAGES = 256
 
 
 class FrameModel(pl.LightningModule):
@@ -211,7 +213,7 @@ class FrameModel(pl.LightningModule):
             self.energy.fit(observed)
             if PRECONDITIONS[self.precondition]:  # from the same images on every process (DDP)
                 with torch.no_grad():
-                    self._lr_factors = self.preconditioner(self.features(observed[:256]))
+                    self._lr_factors = self.preconditioner(self.features(observed[:PRECONDITION_IMAGES]))
 
     def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
         if not self.input_space.is_fitted:  # trained without a data module holding the images
