@@ -102,11 +102,12 @@ class ChainBuffer(nn.Module):
     def set_extra_state(self, state: dict | None) -> None:
         self._saved_generator, self._generator = state, None
 
-    def fresh(self, n: int, observed: Tensor, space: InputSpace) -> Tensor:
+    def fresh(self, n: int, observed: Tensor, space: InputSpace, rows: Tensor | None = None) -> Tensor:
         """`n` newly initialised chains; `observed` is a batch of observed images in input space.
 
         ``image_mean`` chains are flat in pixel space (the paper's constant image), also when
-        the input space subtracts a mean image.
+        the input space subtracts a mean image. With ``paired``, `rows` are the chains' indices
+        in the buffer (default: all of them) and chain i starts from observed image i.
         """
         generator = self.generator(observed.device)
         shape = (n, *self.chains.shape[1:])
@@ -119,8 +120,9 @@ class ChainBuffer(nn.Module):
             mean = observed.float().mean(0, keepdim=True)
             return _fit(mean, shape[-2:]).expand(shape).clone()
         # image_mean: each chain starts at the per-channel (block) means of one training image.
-        if self.paired and n == observed.shape[0]:
-            pick = torch.arange(n, device=observed.device)
+        if self.paired:
+            self._check_paired(observed)
+            pick = torch.arange(n, device=observed.device) if rows is None else rows.to(observed.device)
         else:
             pick = torch.randint(observed.shape[0], (n,), device=device, generator=generator).to(observed.device)
         images = space.to_images(observed.float()[pick])
@@ -139,7 +141,16 @@ class ChainBuffer(nn.Module):
         if n == 0:
             return
         idx = torch.randperm(self.n_chains, device=self.chains.device, generator=self.generator(observed.device))[:n]
-        self.chains[idx] = self.fresh(n, observed, space)
+        self.chains[idx] = self.fresh(n, observed, space, rows=idx)
+
+    def _check_paired(self, observed: Tensor) -> None:
+        """Paired starts need one observed image per chain; anything else is a config error."""
+        if observed.shape[0] != self.n_chains:
+            raise ValueError(
+                f"model.buffer.paired=true starts chain i from image i of the batch, so it needs "
+                f"model.buffer.n_chains ({self.n_chains}) equal to the batch size ({observed.shape[0]}): "
+                f"set data.batch_size={self.n_chains} or model.buffer.paired=false"
+            )
 
     @torch.no_grad()
     def update(self, chains: Tensor) -> None:

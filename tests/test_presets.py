@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import hydra
@@ -10,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from frame.buffer import ChainBuffer
 from frame.checkpoint import load_model
 from frame.training import build_model, train
 from tests.conftest import CONF_DIR
@@ -68,6 +70,9 @@ def test_model_config_mirrors_the_objects_it_builds(model):
     assert type(built.energy).__name__ == ENERGIES[model] == cfg.model.energy._target_.rsplit(".", 1)[-1]
     assert built.sampler.n_steps == cfg.model.sampler.n_steps
     assert built.buffer.n_chains == cfg.model.buffer.n_chains and built.buffer.init == cfg.model.buffer.init
+    # every argument of the buffer is a key of its config (settable without Hydra's "+")
+    buffer_args = set(inspect.signature(ChainBuffer).parameters) - {"shape"}
+    assert buffer_args <= set(cfg.model.buffer) and built.buffer.grid == cfg.model.buffer.grid
     assert type(built.configure_optimizers() if cfg.model.scheduler is None else built.configure_optimizers()["optimizer"]
                 ).__name__ == cfg.model.optimizer._target_.rsplit(".", 1)[-1]
     # the chains take the input space's channels: grey for the grey face net

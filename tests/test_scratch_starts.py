@@ -45,3 +45,25 @@ def test_unpaired_starts_draw_images_at_random():
 def test_grid_must_fit_the_canvas():
     with pytest.raises(ValueError, match="model.buffer.grid"):
         ChainBuffer(2, (1, 8, 8), init="image_mean", grid=9)
+
+
+def test_paired_starts_refuse_a_batch_of_another_size():
+    images = blocky(6)
+    space = PixelSpace(channels=1, reference_mean="grey")
+    buffer = ChainBuffer(4, (1, 16, 16), init="image_mean", paired=True)
+    with pytest.raises(ValueError, match=r"model.buffer.paired.*n_chains \(4\).*batch size \(6\)"):
+        buffer.refresh(space.to_input(images), space)
+
+
+def test_paired_reinit_restarts_each_chain_from_its_own_image():
+    images = blocky(8)
+    space = PixelSpace(channels=1, reference_mean="grey")
+    buffer = ChainBuffer(8, (1, 16, 16), init="image_mean", reinit_fraction=0.5, paired=True)
+    observed = space.to_input(images)
+    buffer.refresh(observed, space)
+    buffer.update(torch.full_like(buffer.chains, 1e3))  # moved far from every start
+    buffer.refresh(observed, space)
+    means = space.to_images(buffer.chains)[:, :1].mean(dim=(1, 2, 3))
+    restarted = (buffer.chains[:, 0, 0, 0] != 1e3).nonzero().flatten()
+    assert len(restarted) == 4
+    torch.testing.assert_close(means[restarted], images[restarted, :1].mean(dim=(1, 2, 3)), atol=1e-5, rtol=0)
