@@ -4,7 +4,7 @@
     python bench/linear_frame.py julesz --stats linear|vgg [--names ...]
     python bench/linear_frame.py objects [--iterations 60]
     python bench/linear_frame.py vgg-pursuit --names grass_obs.bmp [--filters 8 --iterations 30]
-    (filter pursuit: python -m frame.cli.pursuit --texture <file> --out <folder>)
+    (filter pursuit: python -m frame.cli.pursuit --input <file> --out <folder>)
 
 ``textures`` learns ``experiment=frame_gray_textures`` on each texture of --root (128 px) by
 Algorithm 1 in chunks of 10 iterations, and prints after the last: the mean over filters of the

@@ -268,8 +268,17 @@ def test_pursuit_command_draws_the_bank_and_names_bad_values(tmp_path):
 
     image = tmp_path / "texture.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40), dtype=np.uint8)).save(image)
-    assert main(["--texture", str(image), "--out", str(tmp_path / "out"), "--filters", "0", "--size", "32"]) == 0
+    assert main(["--input", str(image), "--out", str(tmp_path / "out"), "--filters", "0", "--size", "32"]) == 0
     assert (tmp_path / "out" / "bank.png").is_file()
-    assert main(["--texture", str(image), "--out", str(tmp_path / "out"), "--filters", "-1"]) == 2
-    assert main(["--texture", str(tmp_path / "nothing.png"), "--out", str(tmp_path / "none"), "--filters", "0"]) == 2
+    assert main(["--texture", str(image), "--out", str(tmp_path / "old"), "--filters", "0", "--size", "32"]) == 0
+    assert (tmp_path / "old" / "bank.png").is_file()  # the flag's older name still works
+    assert main(["--input", str(image), "--out", str(tmp_path / "out"), "--filters", "-1"]) == 2
+    assert main(["--input", str(tmp_path / "nothing.png"), "--out", str(tmp_path / "none"), "--filters", "0"]) == 2
     assert not (tmp_path / "none").exists()  # nothing written for a missing texture
+    # a folder is an input too, and --out may not lie inside it (the grids would become textures)
+    folder = tmp_path / "textures"
+    folder.mkdir()
+    image.rename(folder / image.name)
+    assert main(["--input", str(folder), "--out", str(folder / "grids"), "--filters", "0", "--size", "32"]) == 2
+    assert not (folder / "grids").exists()
+    assert main(["--input", str(folder), "--out", str(tmp_path / "from_folder"), "--filters", "0", "--size", "32"]) == 0

@@ -1,7 +1,10 @@
 """frame-pursuit: grow a stationary linear FRAME model filter by filter (Section 3, filter pursuit).
 
-    python -m frame.cli.pursuit --texture ../shared/data/textures/frame_gray/grass_obs.bmp --out pursuit/
-    python -m frame.cli.pursuit --texture grass.bmp --out pursuit/ --filters 7 model.sampler.step_size=5
+    python -m frame.cli.pursuit --input ../shared/data/textures/frame_gray/grass_obs.bmp --out pursuit/
+    python -m frame.cli.pursuit --input grass.bmp --out pursuit/ --filters 7 model.sampler.step_size=5
+
+``--input`` as every ``frame-*`` command (a file or a folder, repeatable); ``--texture`` is the
+same flag's older name.
 
 Starts from no filter (the reference alone); each step adds the bank filter whose marginal histogram
 is farthest from the data's under the current samples (``frame.pursuit``), then runs --iterations
@@ -27,7 +30,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from torchvision.utils import save_image
 
-from frame.cli.common import make_parser, run
+from frame.cli.common import check_outputs, make_parser, run
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 PROG = "frame-pursuit"
@@ -35,7 +38,8 @@ PROG = "frame-pursuit"
 
 def parser() -> argparse.ArgumentParser:
     p = make_parser(PROG, __doc__)
-    p.add_argument("--texture", required=True, nargs="+", help="the observed texture image(s)")
+    p.add_argument("--input", "--texture", dest="input", type=Path, action="append", required=True, metavar="PATH",
+                   help="the observed texture: an image file or a folder (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="folder for the grids")
     p.add_argument("--filters", type=int, default=7, help="filters to add (0: only write the bank grid)")
     p.add_argument("--iterations", type=int, default=100, help="learning iterations after each addition")
@@ -48,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
 
 def config(args: argparse.Namespace):
     overrides = [
-        "model=linear_stationary", "data=texture", "data.embedded=null", f"data.root=[{','.join(args.texture)}]",
+        "model=linear_stationary", "data=texture", "data.embedded=null", f"data.root=[{','.join(map(str, args.input))}]",
         f"data.image_size={args.size}", "data.grayscale=true", *args.overrides,
     ]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -67,6 +71,7 @@ def pursue(args: argparse.Namespace) -> None:
     if args.filters < 0 or args.iterations < 1 or args.average < 1:
         raise ValueError(f"--filters must be >= 0, --iterations and --average >= 1, got {args.filters}, "
                          f"{args.iterations}, {args.average}")
+    check_outputs({"--input": args.input}, folder=args.out)
     torch.manual_seed(args.seed)
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # one Trainer per step: no banners
     cfg = config(args)
