@@ -227,6 +227,18 @@ def test_config_error_is_one_line_naming_the_key(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(("override", "fragment"), [
+    ("model.buffer.gridd=4", "Could not override 'model.buffer.gridd'. To append to your config use +model.buffer.gridd=4"),
+    ("model=nonexist", "Could not find 'model/nonexist' Available options in 'model': gconvnet"),
+])
+def test_unknown_key_or_option_is_one_line_naming_it(tmp_path, override, fragment):
+    status, err = finish(run_train(override, f"hydra.run.dir={tmp_path / 'run'}"))
+    assert status == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith("train.py: error: ") and fragment in line and "search path" not in line
+    assert not (tmp_path / "run").exists()  # refused before Hydra made the run folder
+
+
 @pytest.mark.parametrize(("override", "key"), [
     ("model.sampler.n_steps=0", "model.sampler.n_steps"),
     ("model.sampler.step_size=0", "model.sampler.step_size"),

@@ -4,8 +4,8 @@
     frame-train model=nonstationary data=objects ckpt_path=<run>/checkpoints/last.ckpt
 
 Takes Hydra overrides of the configs in ``conf/`` (next to the package in a source checkout).
-An error the user can fix (a config value out of range, a missing or crafted checkpoint, a
-folder that cannot be written) prints one line, ``frame-train: error: <message>``, on stderr
+An error the user can fix (an unknown config key or option, a config value out of range, a
+missing or crafted checkpoint, a folder that cannot be written) prints one line, ``frame-train: error: <message>``, on stderr
 and exits 2; a run that fails (divergence, weights that cannot be fetched) prints one line and
 exits 1; a run stopped by SIGTERM, SIGUSR1 or Ctrl+C saves ``last.ckpt`` of its step, says so
 and exits 128 + the signal number. Tracebacks only with ``--debug`` (or ``HYDRA_FULL_ERROR=1``).
@@ -96,7 +96,29 @@ def main() -> None:
     if "--debug" in sys.argv[1:]:  # Hydra does not know the flag: it becomes Hydra's own switch
         sys.argv.remove("--debug")
         os.environ["HYDRA_FULL_ERROR"] = "1"
+    if not debugging():
+        check_overrides(sys.argv[1:])
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")(task)()
+
+
+def check_overrides(args: list[str]) -> None:
+    """Composes the config once before Hydra does, so that an unknown key, group or option in
+    the overrides is one line and exit status 2 (Hydra itself prints a paragraph and exits 1).
+    Only for a plain run: with a flag (``-m``, ``--cfg``, ``--help``, ...) Hydra reports."""
+    if any(arg.startswith("-") for arg in args):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            compose("train", overrides=args)
+    except (HydraException, OmegaConfBaseException) as err:
+        cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else None
+        detail = f": {one_line(cause).split(' full_key:')[0]}" if cause is not None else ""
+        message = one_line(err).split(" Config search path:")[0]  # Hydra lists its search path after the options
+        print(f"{program()}: error: {message}{detail} (--debug shows the traceback)", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
