@@ -160,6 +160,8 @@ def run_plain(cfg, judge: Judge, every: int, max_minutes: float) -> Race:
     data.setup("fit")
     images = data.observed_images()
     energy = instantiate(cfg.model.energy)
+    if hasattr(energy.input_space, "channels_last"):
+        energy.input_space.channels_last = False  # NCHW, as the obvious loop runs (grey chains too)
     energy.input_space.fit(images)
     observed = energy.input_space.to_input(images)
     energy.fit(observed)

@@ -107,3 +107,59 @@ def test_layer_preconditioner_equalises_the_layers_variances(tiny_extractor):
     products = [factors[layer].item() * variances[layer] for layer in ("a", "b")]
     assert products[0] == pytest.approx(products[1], rel=1e-5)
     assert min(f.item() for f in factors.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_weighted_sum_has_the_gradients_of_the_plain_expression(channels_last):
+    from frame.energies.deep_frame import WeightedSum
+
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    stat = torch.rand(3, 4, 5, 6, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
+    w = torch.randn(4, 5, 6, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(WeightedSum.apply, (stat, w))
+    reference = (stat * w).flatten(1).sum(1)
+    torch.testing.assert_close(WeightedSum.apply(stat, w), reference)
+
+    # bf16 maps (the Langevin gradient under autocast): the value is summed in fp32, the map's
+    # gradient is w in the map's dtype and memory format, the weights' gradient in fp32
+    maps = stat.detach().to(torch.bfloat16).contiguous(memory_format=layout).requires_grad_(True)
+    weights = w.detach().float().requires_grad_(True)
+    value = WeightedSum.apply(maps, weights)
+    assert value.dtype == torch.float32
+    torch.testing.assert_close(value, (maps.float() * weights).flatten(1).sum(1), rtol=1e-5, atol=1e-5)
+    per_image = torch.tensor([1.0, 2.0, -0.5])
+    grad_maps, grad_weights = torch.autograd.grad(value, (maps, weights), per_image)
+    assert grad_maps.dtype == torch.bfloat16 and grad_maps.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(grad_maps.float(), (per_image.view(-1, 1, 1, 1) * weights.to(torch.bfloat16).float()),
+                               rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(grad_weights, (per_image.view(-1, 1, 1, 1) * maps.float()).sum(0))
+
+
+def _energy_classes():
+    import frame.energies as energies
+    from frame.energies.base import Energy
+
+    abstract = (Energy, energies.DeepFrameEnergy)
+    return sorted({c for c in vars(energies).values() if isinstance(c, type) and issubclass(c, Energy) and c not in abstract},
+                  key=lambda c: c.__name__)
+
+
+def test_energies_that_say_they_are_linear_in_their_features_are():
+    """FrameModel keeps only the observed features' batch mean for these energies: the mean of
+    f_l and of the statistics over a batch must then equal those of the mean features."""
+    from tests.conftest import TinyExtractor
+
+    linear = [c for c in _energy_classes() if c.linear_in_features]
+    assert {c.__name__ for c in linear} == {"NonStationaryEnergy", "StationaryEnergy"}
+    for cls in linear:
+        energy = cls(TinyExtractor(), 8) if cls.positional else cls(TinyExtractor())
+        with torch.no_grad():
+            for w in energy.weights.values():
+                w.normal_()
+        feats = energy.features(torch.randn(5, 3, 8, 8))
+        mean = {k: v.mean(0, keepdim=True) for k, v in feats.items()}
+        for layer, f in energy.layer_energies(feats).items():
+            torch.testing.assert_close(energy.layer_energies(mean)[layer], f.mean(0, keepdim=True), rtol=1e-5, atol=1e-4)
+        for layer, h in energy.statistics(feats).items():
+            torch.testing.assert_close(energy.statistics(mean)[layer], h.mean(0, keepdim=True))

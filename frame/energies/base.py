@@ -27,6 +27,10 @@ class Energy(nn.Module):
     #: the weights are tied to positions (eq. 9, a dense readout): the canvas of the chains
     #: must equal the training images' size; otherwise it may be larger (textures)
     positional: bool = False
+    #: the statistics and f_l are linear in the features (eq. 9, 10): the mean of f_l over a
+    #: batch is f_l of the batch's mean features, so the observed side of learning needs only
+    #: that mean (``FrameModel`` keeps it instead of every observed image's maps)
+    linear_in_features: bool = False
 
     def check_image_size(self, size: int) -> None:
         """Fails with a message naming ``data.image_size`` when the net cannot take `size`."""

@@ -77,6 +77,8 @@ class LinearStationaryEnergy(DeepFrameEnergy):
         range_sds: the bins span the observed mean +- this many standard deviations.
     """
 
+    linear_in_features = False  # histograms of the responses
+
     def __init__(self, extractor: nn.Module, bins: int = 16, softness: float = 1.0, range_sds: float = 3.0) -> None:
         super().__init__(extractor)
         if int(bins) != bins or bins < 2:
@@ -146,6 +148,8 @@ class LinearNonStationaryEnergy(NonStationaryEnergy):
         image_size: side of the aligned images (fixes the positions x).
         rectify: h, ``abs`` (full-wave, the paper's choice) or ``relu`` (half-wave).
     """
+
+    linear_in_features = False  # h(r) of the responses
 
     def __init__(self, extractor: nn.Module, image_size: int, rectify: str = "abs") -> None:
         if rectify not in RECTIFIERS:

@@ -83,6 +83,8 @@ class FrameModel(pl.LightningModule):
             raise ValueError(f"model.precondition={precondition} needs an energy linear in w; {type(energy).__name__} is not")
         self.energy = energy
         self.sampler = sampler
+        if hasattr(energy.input_space, "channels_last"):  # grey chains become the net's input in this lay-out
+            energy.input_space.channels_last = sampler.channels_last
         make_buffer = buffer if callable(buffer) else partial(ChainBuffer, **(buffer or {"n_chains": 16}))
         self.buffer = make_buffer(shape=(energy.input_space.channels, canvas, canvas))
         self.optimizer_factory = optimizer or partial(torch.optim.SGD, lr=1e-4)
@@ -111,13 +113,13 @@ class FrameModel(pl.LightningModule):
     # -- Algorithm 1 ---------------------------------------------------------------------------
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         observed = self.to_input(batch)
-        feats_obs = self.observed_features(observed)  # step 1
+        feats_obs, summary_obs = self.observed_features(observed)  # step 1
         synthesized = self.synthesize(observed)  # steps 3-5
         feats_syn = self.features(synthesized)  # step 6
         if PRECONDITIONS[self.precondition] and self._lr_factors is None:  # no data module holding the images
             self._lr_factors = self.preconditioner(feats_obs, reduce=self.mean_over_processes)
-        self.log_statistics(feats_obs, feats_syn)
-        return self.energy.contrastive_loss(feats_obs, feats_syn)  # step 7, by the optimizer
+        self.log_statistics(summary_obs, feats_syn)
+        return self.energy.contrastive_loss(summary_obs, feats_syn)  # step 7, by the optimizer
 
     def synthesize(self, observed: Tensor) -> Tensor:
         """Steps 3 and 5: (re)initialise this process's chains and run L Langevin steps."""
@@ -169,13 +171,17 @@ class FrameModel(pl.LightningModule):
             return self.energy.features(self.sampler.prepare(x))
 
     @torch.no_grad()
-    def observed_features(self, observed: Tensor) -> dict[str, Tensor]:
-        """The features of the observed images, computed once while the batch stays the same
-        (a full-batch run sees the same images every iteration; the filters are frozen)."""
+    def observed_features(self, observed: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The features of the observed images and what learning needs of them, computed once
+        while the batch stays the same (a full-batch run sees the same images every iteration;
+        the filters are frozen). What learning needs: for an energy linear in its features, their
+        mean over the batch ([1, ...], fp32), else the features themselves."""
         cached = self._observed
         if cached is None or cached[0].shape != observed.shape or not torch.equal(cached[0], observed):
-            self._observed = cached = (observed, self.features(observed))
-        return cached[1]
+            feats = self.features(observed)
+            summary = {k: v.float().mean(0, keepdim=True) for k, v in feats.items()} if self.energy.linear_in_features else feats
+            self._observed = cached = (observed, feats, summary)
+        return cached[1], cached[2]
 
     def preconditioner(self, feats_obs: dict[str, Tensor], **kwargs: Any) -> dict[str, Tensor]:
         """The learning-rate factors of model.precondition (Section 5.1) from observed features."""
