@@ -80,7 +80,7 @@ class NetworkSpace(InputSpace):
     ``channels_last`` (attribute, default True; ``FrameModel`` sets it to its sampler's option):
     the lay-out of the three-channel network input made from grey chains. A one-channel tensor
     has no lay-out of its own, so without it the net would run grey chains in NCHW, where
-    bf16 max-pooling on a CPU is ~20x slower than channels-last.
+    bf16 max-pooling on a CPU is ~10x slower than channels-last.
     """
 
     channels_last = True

@@ -85,7 +85,7 @@ def test_layer_variance_precondition_scales_each_layers_update():
 
 def test_grey_chains_reach_the_net_in_the_samplers_memory_format():
     """A one-channel tensor has no lay-out of its own: the three-channel network input made from
-    grey chains takes the sampler's (channels-last: bf16 pooling in NCHW is ~20x slower on a CPU)."""
+    grey chains takes the sampler's (channels-last: bf16 pooling in NCHW is ~10x slower on a CPU)."""
     chains = torch.randn(2, 1, 8, 8)
     for channels_last in (True, False):
         extractor = TinyExtractor()
