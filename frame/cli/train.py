@@ -8,7 +8,8 @@ An error the user can fix (an unknown config key or option, a config value out o
 missing or crafted checkpoint, a folder that cannot be written) prints one line,
 ``frame-train: error: <message>``, on stderr and exits 2; a run that fails (divergence, weights
 that cannot be fetched) prints one line and exits 1; a run stopped by SIGTERM, SIGUSR1 or
-Ctrl+C saves ``last.ckpt`` of its step, says so and exits 128 + the signal number. Tracebacks only with ``--debug`` (or ``HYDRA_FULL_ERROR=1``).
+Ctrl+C saves ``last.ckpt`` of its step, says so and exits 128 + the signal number. Tracebacks
+only with ``--debug`` (or ``HYDRA_FULL_ERROR=1``).
 """
 
 from __future__ import annotations
