@@ -19,7 +19,9 @@ Evaluation: ``--n-test`` test images drawn with ``--seed``; for each mask size (
 same for every method. Error: mean |recovered - original| on the masked pixels, grey in [0, 1]
 (``frame.recovery.masked_mae``), +- its standard error over images; time: wall seconds per
 image on this machine. Prints the table, writes ``results.json`` and ``examples.png`` (rows:
-original, masked, ours, harmonic, biharmonic) to ``--out``.
+original, masked, ours, harmonic, biharmonic) to ``--out``. Besides the classical fills a
+data-driven row, ``exemplars`` (``--exemplars k``): the mean of the k training faces nearest to
+the test face on its observed pixels, shifted to the hole's ring (``frame.recovery.exemplar_fill``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ if str(ROOT) not in sys.path:
 
 from frame.checkpoint import load_model  # noqa: E402
 from frame.data import list_images, load_images, to_tensor  # noqa: E402
-from frame.recovery import BASELINES, LABELS, available_baselines, masked_mae  # noqa: E402
+from frame.recovery import BASELINES, LABELS, available_baselines, exemplar_fill, masked_mae  # noqa: E402
 from frame.recovery.inpaint import inpaint  # noqa: E402
 from frame.recovery.masks import square_masks  # noqa: E402
 
@@ -77,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start", choices=["mean", "harmonic"], default=None,
                    help="hole start in training (model.recovery.start) and test (default: mean)")
     p.add_argument("--baselines", nargs="+", default=None, help=f"subset of {list(BASELINES)}")
+    p.add_argument("--exemplars", type=int, default=8,
+                   help="k of the data-driven row: the mean of the k training faces nearest on the observed pixels (0: off)")
     p.add_argument("--eval-batch", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -169,8 +173,7 @@ def run_ours(model, images, masks, args) -> tuple[np.ndarray, float]:
     return torch.cat(outs).numpy(), seconds / len(images)
 
 
-def run_baseline(name: str, grey: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float]:
-    method = BASELINES[name]
+def run_baseline(method, grey: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     out = np.stack([method(image, mask) for image, mask in zip(grey, masks)])
     return out, (time.perf_counter() - start) / len(grey)
@@ -217,6 +220,10 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise SystemExit(f"baselines {sorted(unknown)} are unknown or need opencv-python-headless")
 
+    methods = {name: BASELINES[name] for name in names}
+    if args.exemplars:
+        bank = to_tensor(load_images(train_paths), args.image_size, grayscale=True)[:, 0].numpy()
+        methods["exemplars"] = exemplar_fill(bank, args.exemplars)
     steps = args.steps if args.steps is not None else model.sampler.n_steps
     results: dict = {"settings": {**vars(args), "ckpt": str(ckpt), "split": split, "n_test": len(test_paths),
                                   "langevin_steps": steps, "model_config": model.model_config}, "methods": {}}
@@ -228,8 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows = {}
         recovered, seconds = run_ours(model, images, masks_t, args)
         rows["ours"] = recovered
-        for name in names:
-            rows[name], t = run_baseline(name, grey, masks)
+        for name, method in methods.items():
+            rows[name], t = run_baseline(method, grey, masks)
             results["methods"].setdefault(name, {})[f"M{size64}"] = _summary(rows[name], grey, masks, t)
         results["methods"].setdefault("ours", {})[f"M{size64}"] = _summary(recovered, grey, masks, seconds)
         print(f"M{size64} ({side}px masks): ours {results['methods']['ours'][f'M{size64}']['error']:.4f}")

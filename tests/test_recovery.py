@@ -16,7 +16,7 @@ from frame.cli.inpaint import MaskError
 from frame.cli.inpaint import main as inpaint_main
 from frame.energies import NonStationaryEnergy
 from frame.models import FrameModel
-from frame.recovery import BASELINES, available_baselines, masked_mae, opencv_available
+from frame.recovery import BASELINES, available_baselines, exemplar_fill, masked_mae, opencv_available
 from frame.recovery.inpaint import inpaint
 from frame.recovery.masks import RecoveryMasks, fill_missing, square_masks, start_chains
 from frame.sampling import LangevinSampler
@@ -203,6 +203,38 @@ def test_every_baseline_fills_a_hole_in_a_smooth_image(name):
 def test_mean_fill_is_exact_on_a_constant_image():
     image, mask = np.full((8, 8), 0.3), np.eye(8, dtype=bool)
     assert masked_mae(BASELINES["mean"](image, mask), image, mask) < 1e-12
+
+
+def test_exemplar_fill_takes_the_nearest_bank_images_shifted_to_the_ring_and_not_the_image_itself():
+    ramp, wave, mask = smooth_images()
+    rng = np.random.default_rng(0)
+    others = rng.uniform(0, 1, (5, 48, 48))
+    # the image itself (left out), the image brighter by 0.1 everywhere, and noise images
+    bank = np.stack([wave, np.clip(wave + 0.1, 0, 1), *others])
+    out = exemplar_fill(bank, k=1)(wave, mask)
+    assert np.array_equal(out[~mask], wave[~mask])  # observed pixels untouched
+    assert masked_mae(out, wave, mask) < 1e-9  # the +0.1 copy, shifted back by the ring's mean
+    # k = 2 averages the shifted copy with the nearest noise image
+    noise = others[np.argmin(((others[:, ~mask] - wave[~mask]) ** 2).mean(1))]
+    band = np.zeros_like(mask)
+    band[11:37, 13:39] = True  # the hole grown by 3 pixels
+    band &= ~mask
+    expected = 0.5 * (wave + noise + wave[band].mean() - noise[band].mean())
+    assert np.allclose(exemplar_fill(bank, k=2)(wave, mask)[mask], np.clip(expected, 0, 1)[mask])
+    # colour: per channel shifts
+    colour = np.stack([wave, ramp, 1 - ramp], axis=-1)
+    bank3 = np.stack([colour, np.clip(colour + [0.05, -0.05, 0.1], 0, 1), *np.stack([others] * 3, axis=-1)])
+    assert masked_mae(exemplar_fill(bank3, k=1)(colour, mask), colour, mask) < 1e-9
+
+
+def test_exemplar_fill_rejects_bad_banks_and_sizes():
+    _, wave, mask = smooth_images()
+    with pytest.raises(ValueError, match="bank"):
+        exemplar_fill(np.zeros((48, 48)))
+    with pytest.raises(ValueError, match="k must be"):
+        exemplar_fill(np.zeros((3, 48, 48)), k=4)
+    with pytest.raises(ValueError, match="holds"):
+        exemplar_fill(np.zeros((3, 32, 32)), k=1)(wave, mask)
 
 
 # -- frame-inpaint on a tiny checkpoint ---------------------------------------------------------
