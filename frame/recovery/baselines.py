@@ -240,6 +240,7 @@ def exemplar_fill(bank: np.ndarray, k: int = 8, ring: int = 3) -> Method:
         distance[distance == 0] = np.inf  # the image itself
         nearest = bank[np.argsort(distance, kind="stable")[:k]]
         band = binary_dilation(mask, np.ones((3, 3), bool), iterations=ring) & seen  # a square ring
+        band = band if band.any() else seen  # no observed pixel near the hole: shift to the whole image's mean
         shift = image[band].mean(0) - nearest[:, band].mean(1)  # [k] or [k, C]
         fill = (nearest + shift.reshape((k, 1, 1) + shift.shape[1:])).mean(0)
         out = image.copy()
