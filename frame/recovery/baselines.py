@@ -47,6 +47,7 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.ndimage import binary_dilation
 from scipy.sparse.linalg import spsolve
 
 Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -233,8 +234,6 @@ def exemplar_fill(bank: np.ndarray, k: int = 8, ring: int = 3) -> Method:
         image, mask = _check(image, mask)
         if bank.shape[1:] != image.shape:
             raise ValueError(f"the exemplar bank holds {bank.shape[1:]} images, the image is {image.shape}")
-        from scipy.ndimage import binary_dilation
-
         seen = ~mask
         distance = ((bank[:, seen] - image[seen]) ** 2).reshape(len(bank), -1).mean(1)
         distance[distance == 0] = np.inf  # the image itself
