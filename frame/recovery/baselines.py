@@ -210,14 +210,7 @@ def _opencv(flag_name: str, radius: int = 3) -> Method:
 telea = _opencv("INPAINT_TELEA")
 navier_stokes = _opencv("INPAINT_NS")
 
-BASELINES: dict[str, Method] = {
-    "mean": mean_fill,
-    "harmonic": harmonic,
-    "tv": total_variation,
-    "biharmonic": biharmonic,
-    "telea": telea,
-    "navier_stokes": navier_stokes,
-}
+
 def exemplar_fill(bank: np.ndarray, k: int = 8, ring: int = 3) -> Method:
     """The ``exemplars`` method over ``bank`` (``[N, H, W]`` or ``[N, H, W, C]``, [0, 1]): each
     missing pixel is the mean over the ``k`` nearest bank images of their pixel, shifted by the
@@ -249,6 +242,15 @@ def exemplar_fill(bank: np.ndarray, k: int = 8, ring: int = 3) -> Method:
     method.__doc__ = f"The mean of the {k} nearest of {len(bank)} bank images on the observed pixels."
     return method
 
+
+BASELINES: dict[str, Method] = {
+    "mean": mean_fill,
+    "harmonic": harmonic,
+    "tv": total_variation,
+    "biharmonic": biharmonic,
+    "telea": telea,
+    "navier_stokes": navier_stokes,
+}
 
 #: what each name is called in the printed table (the paper's names where it has one)
 LABELS = {
