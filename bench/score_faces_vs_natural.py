@@ -5,11 +5,13 @@
 
 Trains ``experiment=scratch_faces`` on the aligned faces (Extended Yale B, ../shared/data/faces)
 of all subjects but the held-out ones (``--holdout``), then prints the mean and std of f(I; w) on
-up to ``--n`` training faces, the held-out subjects' faces and the natural images
-(../shared/data/natural, BSDS500), and the ROC AUC of f(I; w) as a face detector (faces
-positive, natural images negative), on training and on held-out faces; then the same for
+up to ``--n`` training faces, the held-out subjects' faces and each set of natural images
+(``--natural``, default: ../shared/data/natural_imagenet, 334 ImageNet photos, the paper's source,
+then ../shared/data/natural, BSDS500), and the ROC AUC of f(I; w) as a face detector (faces
+positive, natural images negative), on training and on held-out faces against each set; then the same for
 log p(I; w) + log Z = f(I; w) + log q(I), the score to read when q(I) is centred on the mean
-face (``model.energy.reference_mean=data``, see ``frame.scoring``). Last, the same AUCs for two
+face (``model.energy.reference_mean=data``, see ``frame.scoring``). Last, the same AUCs for log q(I)
+alone (what the learned weights add to the reference) and for two
 scores that know nothing of faces (the darkness, minus the mean grey level, and ||I - grey||^2,
 i.e. -log q(I) of the grey reference): the Yale B faces are darker and lit harder than the
 natural images, so an AUC of f means something only above theirs.
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from frame.checkpoint import load_model  # noqa: E402
 from frame.data.images import list_images  # noqa: E402
-from frame.scoring import SCORES, format_table, load_folder, model_image_size, roc_auc, score_images, summary, write_csv  # noqa: E402
+from frame.scoring import SCORES, format_table, load_folder, log_reference, model_image_size, roc_auc, score_images, summary, write_csv  # noqa: E402
 from frame.training import train  # noqa: E402
 
 
@@ -51,7 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", help="score this checkpoint instead of training one")
     parser.add_argument("--faces", default=str(ROOT.parent / "shared/data/faces"))
-    parser.add_argument("--natural", default=str(ROOT.parent / "shared/data/natural"))
+    parser.add_argument("--natural", nargs="+", default=[str(ROOT.parent / "shared/data/natural_imagenet"), str(ROOT.parent / "shared/data/natural")],
+                        help="folders of natural images, each scored as a set (default: the ImageNet photos, then BSDS500)")
     parser.add_argument("--holdout", default="yaleB35,yaleB36,yaleB37,yaleB38,yaleB39",
                         help="comma-separated file-name prefixes of held-out subjects (not trained on)")
     parser.add_argument("--n", type=int, default=1000, help="faces trained on and scored (the paper: 1,000)")
@@ -99,7 +102,11 @@ def main(argv=None) -> dict[str, float]:
     model = load_model(ckpt)
     size, grey = model_image_size(model), model.buffer.chains.shape[1] == 1
     images = {}
-    for name, folder in (("faces (train)", train_dir), ("faces (held-out)", held_dir), ("natural", args.natural)):
+    naturals = [Path(folder).name for folder in args.natural]  # each set of natural images by its folder name
+    if len(set(naturals)) != len(naturals):
+        raise SystemExit(f"score_faces_vs_natural: error: --natural folders need distinct names, got {args.natural}")
+    sets = [("faces (train)", train_dir), ("faces (held-out)", held_dir), *zip(naturals, args.natural)]
+    for name, folder in sets:
         if folder is not None:
             images[name] = load_folder(folder, size, grey)
     metrics = {}
@@ -107,18 +114,27 @@ def main(argv=None) -> dict[str, float]:
         results = {name: (paths, score_images(model, batch, score=score)) for name, (paths, batch) in images.items()}
         write_csv(results, out / f"scores_{score}.csv", score)
         print(format_table(results, score))
-        for name in ("faces (train)", "faces (held-out)"):
-            if name in results:
-                metrics[f"auc {score} {name}"] = roc_auc(results[name][1], results["natural"][1])
-                print(f"ROC AUC of {SCORES[score]}, {name} vs natural: {metrics[f'auc {score} {name}']:.4f}")
+        for natural in naturals:
+            for name in ("faces (train)", "faces (held-out)"):
+                if name in results:
+                    key = f"auc {score} {name} vs {natural}"
+                    metrics[key] = roc_auc(results[name][1], results[natural][1])
+                    print(f"ROC AUC of {SCORES[score]}, {name} vs {natural}: {metrics[key]:.4f}")
         for name, (_, scores) in results.items():
             metrics[f"mean {score} {name}"], metrics[f"std {score} {name}"] = summary(scores)
-    for label, statistic in IMAGE_STATISTICS.items():  # what a face-blind score reaches on these sets
-        values = {name: statistic(batch) for name, (_, batch) in images.items()}
-        for name in ("faces (train)", "faces (held-out)"):
-            if name in values:
-                metrics[f"auc {label} {name}"] = roc_auc(values[name], values["natural"])
-                print(f"ROC AUC of {label} (no model), {name} vs natural: {metrics[f'auc {label} {name}']:.4f}")
+    statistics = {  # what the reference q alone and two face-blind scores reach on these sets
+        "log q(I) (the reference alone, no learned weights)": lambda images: log_reference(model, model.to_input(images)),
+        **{f"{label} (no model)": statistic for label, statistic in IMAGE_STATISTICS.items()},
+    }
+    for label, statistic in statistics.items():
+        with torch.no_grad():
+            values = {name: statistic(batch) for name, (_, batch) in images.items()}
+        for natural in naturals:
+            for name in ("faces (train)", "faces (held-out)"):
+                if name in values:
+                    key = f"auc {label} {name} vs {natural}"
+                    metrics[key] = roc_auc(values[name], values[natural])
+                    print(f"ROC AUC of {label}, {name} vs {natural}: {metrics[key]:.4f}")
     print(f"scores: {out / 'scores_f.csv'}, {out / 'scores_log_p.csv'}")
     return metrics
 
