@@ -82,6 +82,16 @@ def link_folder(paths: list[Path], folder: Path) -> Path:
     return folder
 
 
+def print_aucs(metrics: dict[str, float], key: str, label: str, values: dict[str, torch.Tensor], naturals: list[str]) -> None:
+    """ROC AUC of a score (`values` per set) for training and held-out faces against each natural set: printed, and
+    stored in `metrics` as "auc <key> <faces> vs <natural>"."""
+    for natural in naturals:
+        for name in ("faces (train)", "faces (held-out)"):
+            if name in values:
+                metrics[f"auc {key} {name} vs {natural}"] = auc = roc_auc(values[name], values[natural])
+                print(f"ROC AUC of {label}, {name} vs {natural}: {auc:.4f}")
+
+
 def main(argv=None) -> dict[str, float]:
     args = parse_args(argv)
     out = Path(args.out)
@@ -114,12 +124,7 @@ def main(argv=None) -> dict[str, float]:
         results = {name: (paths, score_images(model, batch, score=score)) for name, (paths, batch) in images.items()}
         write_csv(results, out / f"scores_{score}.csv", score)
         print(format_table(results, score))
-        for natural in naturals:
-            for name in ("faces (train)", "faces (held-out)"):
-                if name in results:
-                    key = f"auc {score} {name} vs {natural}"
-                    metrics[key] = roc_auc(results[name][1], results[natural][1])
-                    print(f"ROC AUC of {SCORES[score]}, {name} vs {natural}: {metrics[key]:.4f}")
+        print_aucs(metrics, score, SCORES[score], {name: scores for name, (_, scores) in results.items()}, naturals)
         for name, (_, scores) in results.items():
             metrics[f"mean {score} {name}"], metrics[f"std {score} {name}"] = summary(scores)
     statistics = {  # what the reference q alone and two face-blind scores reach on these sets
@@ -129,12 +134,7 @@ def main(argv=None) -> dict[str, float]:
     for label, statistic in statistics.items():
         with torch.no_grad():
             values = {name: statistic(batch) for name, (_, batch) in images.items()}
-        for natural in naturals:
-            for name in ("faces (train)", "faces (held-out)"):
-                if name in values:
-                    key = f"auc {label} {name} vs {natural}"
-                    metrics[key] = roc_auc(values[name], values[natural])
-                    print(f"ROC AUC of {label}, {name} vs {natural}: {metrics[key]:.4f}")
+        print_aucs(metrics, label, label, values, naturals)
     print(f"scores: {out / 'scores_f.csv'}, {out / 'scores_log_p.csv'}")
     return metrics
 
