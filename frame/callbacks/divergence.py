@@ -76,9 +76,9 @@ class DivergenceGuard(pl.Callback):
         sampler = pl_module.sampler
         message = (
             f"Divergence at step {trainer.global_step}: {'; '.join(problems) or 'reported by another process'}. "
-            f"Lower the learning rate (model.optimizer.lr), the Langevin step size (model.sampler.step_size="
-            f"{sampler.step_size}) or the number of steps (model.sampler.n_steps={sampler.n_steps}), or raise "
-            f"sigma (model.sampler.sigma={sampler.sigma})."
+            f"Lower the learning rate (model.optimizer.lr), the Langevin step size (model.sampler.step_size, now "
+            f"{sampler.step_size}) or the number of steps (model.sampler.n_steps, now {sampler.n_steps}), or raise "
+            f"sigma (model.sampler.sigma, now {sampler.sigma})."
         )
         folder = getattr(trainer.checkpoint_callback, "dirpath", None) or Path(trainer.default_root_dir) / "checkpoints"
         path = Path(folder) / f"diverged_step{trainer.global_step:06d}.ckpt"
