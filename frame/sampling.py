@@ -87,6 +87,51 @@ def draw_noise(x: Tensor, generator: torch.Generator | None, rows: tuple[int, in
     return z[offset : offset + x.shape[0]]
 
 
+class DriftTrace:
+    """How the chains moved over one ``sample`` call: the signature of a step that is too large.
+
+    f is piecewise linear in I for a ReLU / max-pooling net, so its gradient jumps where a unit
+    switches. With a step small for the curvature of U the chains glide and consecutive drifts
+    -U'(I_t), -U'(I_t+1) point the same way (cosine near +1). Once the weights have grown, a
+    step that overshoots the kinks makes the chains chatter: consecutive drifts point in
+    opposite directions (cosine towards -1) while the chains go nowhere. ``summary`` gives, as
+    means over the steps of the call and over the chains (only the moving pixels count):
+
+    - ``drift_cos``: the cosine between consecutive drifts (needs 2 steps or more);
+    - ``move_rms``: the rms size of the noise-free move (delta^2 / 2) |U'| a value a step, in
+      the input space's units (grey levels here), to set against the noise's delta.
+    """
+
+    def __init__(self, step_size: float, mask: Tensor | None = None) -> None:
+        self.scale = 0.5 * step_size**2
+        self.mask = mask
+        self.previous: Tensor | None = None
+        self.cos_sum: Tensor | float = 0.0
+        self.move_sum: Tensor | float = 0.0
+        self.n_cos = self.n_move = 0
+
+    @torch.no_grad()
+    def add(self, drift: Tensor) -> None:
+        d = drift if self.mask is None else drift * self.mask
+        flat = d.flatten(1)
+        free = flat.shape[1] if self.mask is None else self.mask.expand_as(d).flatten(1).sum(1).clamp_min(1)
+        self.move_sum = self.move_sum + (self.scale * (flat.square().sum(1) / free).sqrt()).mean()
+        self.n_move += 1
+        if self.previous is not None:
+            cos = torch.nn.functional.cosine_similarity(flat, self.previous, dim=1, eps=1e-12)
+            self.cos_sum = self.cos_sum + cos.mean()
+            self.n_cos += 1
+        self.previous = flat
+
+    def summary(self) -> dict[str, Tensor]:
+        out = {}
+        if self.n_move:
+            out["move_rms"] = torch.as_tensor(self.move_sum / self.n_move).detach().float()
+        if self.n_cos:
+            out["drift_cos"] = torch.as_tensor(self.cos_sum / self.n_cos).detach().float()
+        return out
+
+
 class LangevinSampler:
     """Runs `n_steps` of eq. (16) on a batch of chains.
 
@@ -125,6 +170,8 @@ class LangevinSampler:
         self.clamp = bool(clamp)
         self.precision = precision
         self.channels_last = bool(channels_last)
+        #: what the chains did in the last ``sample`` call (``DriftTrace.summary``); empty before
+        self.last_trace: dict[str, Tensor] = {}
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """The autocast context the network runs under (also used for observed statistics)."""
@@ -148,6 +195,10 @@ class LangevinSampler:
             (grad,) = torch.autograd.grad(f.sum(), x)
         return f.detach().float(), grad.float()
 
+    def drift(self, x: Tensor, grad_f: Tensor) -> Tensor:
+        """-U'(I) = df/dI - I / sigma^2 (eq. 15): the direction of a step before the noise."""
+        return grad_f - x / self.sigma**2
+
     @torch.no_grad()
     def step(
         self,
@@ -160,9 +211,7 @@ class LangevinSampler:
         rows: tuple[int, int] | None = None,
     ) -> Tensor:
         """One update of eq. (16), given df/dI at x."""
-        # -U'(I) = df/dI - I / sigma^2 ; the prior term is fused into the update.
-        drift = grad_f - x / self.sigma**2
-        x = x + (0.5 * self.step_size**2) * drift
+        x = x + (0.5 * self.step_size**2) * self.drift(x, grad_f)
         if self.noise:
             x = x + self.step_size * draw_noise(x, generator, rows)
         if self.clamp and bounds is not None:
@@ -204,9 +253,12 @@ class LangevinSampler:
             mask = mask.to(device=x.device, dtype=torch.bool)
             fixed = x.clone()
         steps = self.n_steps if n_steps is None else int(n_steps)
+        trace = DriftTrace(self.step_size, mask)
         for _ in tqdm(range(steps), desc="Langevin", disable=not progress, leave=False):
             _, grad_f = self.energy_grad(energy, x)
+            trace.add(self.drift(x, grad_f))
             x = self.step(x, grad_f, fixed, mask, bounds, generator, rows)
+        self.last_trace = trace.summary()
         return x
 
     def __repr__(self) -> str:

@@ -56,3 +56,10 @@ def test_a_gap_that_falls_and_wobbles_is_not_divergence():
     for step in range(3):  # the energies drift apart while the gap looks fine; a moved most
         found = guard.slow_divergence({"train/gap_rel/a": torch.tensor(0.3), **energies(10.0, -5.0, 0.1, 0.0)})
     assert found and "energy spread" in found[0] and "layer a" in found[0]
+
+
+def test_the_message_names_chatter_only_when_the_drifts_turn_back():
+    assert "chatter" in DivergenceGuard.chatter({"train/langevin/drift_cos": torch.tensor(-0.9)})
+    assert "-0.90" in DivergenceGuard.chatter({"train/langevin/drift_cos": torch.tensor(-0.9)})
+    assert DivergenceGuard.chatter({"train/langevin/drift_cos": torch.tensor(0.8)}) == ""
+    assert DivergenceGuard.chatter({}) == ""  # a sampler of one step logs no cosine

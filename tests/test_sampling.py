@@ -38,6 +38,37 @@ def test_drift_follows_energy_gradient_without_noise():
     torch.testing.assert_close(x, (a * 1.5**2).expand(2, -1, -1, -1), atol=1e-4, rtol=1e-4)
 
 
+def test_trace_tells_gliding_chains_from_chattering_ones():
+    # f(I) = -a |I - c| (a kink at c, like a ReLU net's): a small step walks down to c in the
+    # same direction every step (cosine +1); a step that overshoots the kink makes the chains
+    # jump across it from step to step (cosine -1), the chatter of a step too large.
+    c = torch.full((2, 1, 4, 4), 3.0)
+
+    def kinked(x):
+        return -4.0 * (x - c).abs().flatten(1).sum(1)
+
+    big = 1e6  # a flat prior, so that the kink alone sets the drift
+    gliding = LangevinSampler(step_size=0.1, n_steps=10, sigma=big, noise=False, precision="fp32")
+    gliding.sample(kinked, torch.zeros(2, 1, 4, 4))
+    assert gliding.last_trace["drift_cos"].item() == pytest.approx(1.0, abs=1e-4)
+    chattering = LangevinSampler(step_size=1.0, n_steps=10, sigma=big, noise=False, precision="fp32")
+    x = chattering.sample(kinked, torch.full((2, 1, 4, 4), 2.9))
+    assert chattering.last_trace["drift_cos"].item() == pytest.approx(-1.0, abs=1e-4)
+    assert (x - c).abs().max() <= 2.0  # it goes nowhere: it hops across c
+    # the noise-free move a step: (delta^2 / 2) |f'| = 0.5 * 4 for the large step
+    assert chattering.last_trace["move_rms"].item() == pytest.approx(2.0, rel=1e-4)
+
+
+def test_trace_counts_only_the_moving_pixels():
+    # zero energy, chains at 5, sigma 1: the drift is -5 where pixels move; fixed ones do not count
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    mask[..., :4, :] = True
+    sampler = LangevinSampler(step_size=0.3, n_steps=1, noise=False, precision="fp32")
+    sampler.sample(zero_energy, torch.full((3, 1, 8, 8), 5.0), mask=mask)
+    assert sampler.last_trace["move_rms"].item() == pytest.approx(0.5 * 0.3**2 * 5.0, rel=1e-5)
+    assert "drift_cos" not in sampler.last_trace  # one step has no pair of drifts
+
+
 def test_mask_keeps_unmasked_pixels_exactly():
     torch.manual_seed(1)
     x0 = torch.randn(2, 3, 8, 8)

@@ -35,6 +35,10 @@ def test_every_model_and_data_config_runs(tmp_path, model, data):
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert sorted(p.name for p in (tmp_path / "samples").glob("*.png"))
     assert len(read_metric(tmp_path, "train/gap_rel")) == 3  # logged every step
+    cosines = read_metric(tmp_path, "train/langevin/drift_cos")  # how the chains moved (DriftTrace)
+    moves = read_metric(tmp_path, "train/langevin/move_rms")
+    assert len(cosines) == len(moves) == 3
+    assert all(-1 <= c <= 1 for c in cosines) and all(m > 0 for m in moves)
 
 
 def test_stationary_run_on_embedded_texture_lowers_the_gap(tmp_path):

@@ -25,6 +25,11 @@ import pytorch_lightning as pl
 import torch
 
 
+#: a mean cosine of consecutive Langevin drifts below this (``train/langevin/drift_cos``) is named
+#: in the message: the chains chatter across the kinks of f (``frame.sampling.DriftTrace``)
+CHATTER_COS = -0.5
+
+
 class DivergenceError(RuntimeError):
     """Raised when chains, energies or weights become non-finite or exceed their bound."""
 
@@ -75,7 +80,7 @@ class DivergenceGuard(pl.Callback):
             return
         sampler = pl_module.sampler
         message = (
-            f"Divergence at step {trainer.global_step}: {'; '.join(problems) or 'reported by another process'}. "
+            f"Divergence at step {trainer.global_step}: {'; '.join(problems) or 'reported by another process'}.{self.chatter(trainer.callback_metrics)} "
             f"Lower the learning rate (model.optimizer.lr), the Langevin step size (model.sampler.step_size, now "
             f"{sampler.step_size}) or the number of steps (model.sampler.n_steps, now {sampler.n_steps}), or raise "
             f"sigma (model.sampler.sigma, now {sampler.sigma})."
@@ -129,6 +134,17 @@ class DivergenceGuard(pl.Callback):
                     f"({best:.3g}) for {self.streak[key]} steps, now {value:.3g} (callbacks.divergence_guard.climb / patience)"
                 )
         return found
+
+    @staticmethod
+    def chatter(metrics: dict[str, torch.Tensor]) -> str:
+        """A sentence for the message when the last Langevin steps chattered, else ''."""
+        cos = metrics.get("train/langevin/drift_cos")
+        if cos is None or not float(cos) < CHATTER_COS:
+            return ""
+        return (
+            f" The chains chatter: consecutive Langevin drifts point in opposite directions (train/langevin/drift_cos "
+            f"{float(cos):.2f}), the sign of a step too large for the current weights."
+        )
 
     @staticmethod
     def moved_most(metrics: dict[str, torch.Tensor]) -> str:

@@ -12,7 +12,9 @@ Each training step is one learning iteration t of Algorithm 1:
 A model differs from another only in its energy f(I; w) (``frame.energies``). The module logs
 ``train/gap_rel`` = ||H_obs - H_syn|| / ||H_obs|| (all layers and per layer) and the mean
 f(I; w) of observed and synthesized images per layer; ``frame.callbacks.DivergenceGuard``
-watches them.
+watches them. ``train/langevin/drift_cos`` and ``train/langevin/move_rms`` say how the chains
+moved in step 5 (``frame.sampling.DriftTrace``): a cosine that stays negative means the chains
+chatter, a Langevin step too large for the current weights.
 """
 
 from __future__ import annotations
@@ -119,6 +121,10 @@ class FrameModel(pl.LightningModule):
         if PRECONDITIONS[self.precondition] and self._lr_factors is None:  # no data module holding the images
             self._lr_factors = self.preconditioner(feats_obs, reduce=self.mean_over_processes)
         self.log_statistics(summary_obs, feats_syn)
+        self.log_dict(
+            {f"train/langevin/{k}": self.mean_over_processes(v.to(self.device)) for k, v in self.sampler.last_trace.items()},
+            on_step=True, on_epoch=False,
+        )
         return self.energy.contrastive_loss(summary_obs, feats_syn)  # step 7, by the optimizer
 
     def synthesize(self, observed: Tensor) -> Tensor:
