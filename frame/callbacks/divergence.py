@@ -24,7 +24,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-
 #: a mean cosine of consecutive Langevin drifts below this (``train/langevin/drift_cos``) is named
 #: in the message: the chains chatter across the kinks of f (``frame.sampling.DriftTrace``)
 CHATTER_COS = -0.5
