@@ -88,14 +88,16 @@ def draw_noise(x: Tensor, generator: torch.Generator | None, rows: tuple[int, in
 
 
 class DriftTrace:
-    """How the chains moved over one ``sample`` call: the signature of a step that is too large.
+    """How the chains moved over one ``sample`` call: glide, or hop back and forth.
 
     f is piecewise linear in I for a ReLU / max-pooling net, so its gradient jumps where a unit
-    switches. With a step small for the curvature of U the chains glide and consecutive drifts
-    -U'(I_t), -U'(I_t+1) point the same way (cosine near +1). Once the weights have grown, a
-    step that overshoots the kinks makes the chains chatter: consecutive drifts point in
-    opposite directions (cosine towards -1) while the chains go nowhere. ``summary`` gives, as
-    means over the steps of the call and over the chains (only the moving pixels count):
+    switches. While the chains travel, consecutive drifts -U'(I_t), -U'(I_t+1) point the same
+    way (cosine near +1). Where they settle, U has kinks across which its gradient flips: the
+    chains chatter, consecutive drifts point in opposite directions (cosine towards -1) and each
+    step hops across a kink by (delta^2 / 2) |U'|, an amplitude that shrinks as delta^2. A cosine
+    near -1 with hops well above the noise's delta means the hops, not the noise, make the
+    chains' motion, and a smaller step size shrinks them. ``summary`` gives, as means over the
+    steps of the call and over the chains (only the moving pixels count):
 
     - ``drift_cos``: the cosine between consecutive drifts (needs 2 steps or more);
     - ``move_rms``: the rms size of the noise-free move (delta^2 / 2) |U'| a value a step, in

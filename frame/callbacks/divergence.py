@@ -137,12 +137,13 @@ class DivergenceGuard(pl.Callback):
     @staticmethod
     def chatter(metrics: dict[str, torch.Tensor]) -> str:
         """A sentence for the message when the last Langevin steps chattered, else ''."""
-        cos = metrics.get("train/langevin/drift_cos")
+        cos, move = metrics.get("train/langevin/drift_cos"), metrics.get("train/langevin/move_rms")
         if cos is None or not float(cos) < CHATTER_COS:
             return ""
+        hops = f", hopping {float(move):.3g} a value a step" if move is not None else ""
         return (
             f" The chains chatter: consecutive Langevin drifts point in opposite directions (train/langevin/drift_cos "
-            f"{float(cos):.2f}), the sign of a step too large for the current weights."
+            f"{float(cos):.2f}{hops}); the hops shrink as the step size squared."
         )
 
     @staticmethod

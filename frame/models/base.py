@@ -13,8 +13,8 @@ A model differs from another only in its energy f(I; w) (``frame.energies``). Th
 ``train/gap_rel`` = ||H_obs - H_syn|| / ||H_obs|| (all layers and per layer) and the mean
 f(I; w) of observed and synthesized images per layer; ``frame.callbacks.DivergenceGuard``
 watches them. ``train/langevin/drift_cos`` and ``train/langevin/move_rms`` say how the chains
-moved in step 5 (``frame.sampling.DriftTrace``): a cosine that stays negative means the chains
-chatter, a Langevin step too large for the current weights.
+moved in step 5 (``frame.sampling.DriftTrace``): a cosine near -1 means the chains chatter
+across the kinks of f, by hops of ``move_rms`` a step.
 """
 
 from __future__ import annotations
