@@ -205,15 +205,15 @@ class LangevinSampler:
     def step(
         self,
         x: Tensor,
-        grad_f: Tensor,
+        drift: Tensor,
         fixed: Tensor | None = None,
         mask: Tensor | None = None,
         bounds: tuple[Tensor, Tensor] | None = None,
         generator: torch.Generator | None = None,
         rows: tuple[int, int] | None = None,
     ) -> Tensor:
-        """One update of eq. (16), given df/dI at x."""
-        x = x + (0.5 * self.step_size**2) * self.drift(x, grad_f)
+        """One update of eq. (16) from the drift -U'(x)."""
+        x = x + (0.5 * self.step_size**2) * drift
         if self.noise:
             x = x + self.step_size * draw_noise(x, generator, rows)
         if self.clamp and bounds is not None:
@@ -258,8 +258,9 @@ class LangevinSampler:
         trace = DriftTrace(self.step_size, mask)
         for _ in tqdm(range(steps), desc="Langevin", disable=not progress, leave=False):
             _, grad_f = self.energy_grad(energy, x)
-            trace.add(self.drift(x, grad_f))
-            x = self.step(x, grad_f, fixed, mask, bounds, generator, rows)
+            drift = self.drift(x, grad_f)
+            trace.add(drift)
+            x = self.step(x, drift, fixed, mask, bounds, generator, rows)
         self.last_trace = trace.summary()
         return x
 
