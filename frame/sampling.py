@@ -108,6 +108,7 @@ class DriftTrace:
         self.scale = 0.5 * step_size**2
         self.mask = mask
         self.previous: Tensor | None = None
+        self.free: Tensor | int | None = None  # moving values per chain, counted at the first step
         self.cos_sum: Tensor | float = 0.0
         self.move_sum: Tensor | float = 0.0
         self.n_cos = self.n_move = 0
@@ -116,8 +117,9 @@ class DriftTrace:
     def add(self, drift: Tensor) -> None:
         d = drift if self.mask is None else drift * self.mask
         flat = d.flatten(1)
-        free = flat.shape[1] if self.mask is None else self.mask.expand_as(d).flatten(1).sum(1).clamp_min(1)
-        self.move_sum = self.move_sum + (self.scale * (flat.square().sum(1) / free).sqrt()).mean()
+        if self.free is None:
+            self.free = flat.shape[1] if self.mask is None else self.mask.expand_as(d).flatten(1).sum(1).clamp_min(1)
+        self.move_sum = self.move_sum + (self.scale * (flat.square().sum(1) / self.free).sqrt()).mean()
         self.n_move += 1
         if self.previous is not None:
             cos = torch.nn.functional.cosine_similarity(flat, self.previous, dim=1, eps=1e-12)
