@@ -40,7 +40,7 @@ def test_the_guard_stops_a_run_whose_gap_climbs(tmp_path):
 
 
 def test_a_gap_that_falls_and_wobbles_is_not_divergence():
-    guard = DivergenceGuard(patience=3)
+    guard = DivergenceGuard(patience=3, window=1)  # raw values: the wobbles themselves are judged
 
     def energies(obs_a: float, syn_a: float, obs_b: float, syn_b: float) -> dict[str, torch.Tensor]:
         values = {"a": (obs_a, syn_a), "b": (obs_b, syn_b)}
@@ -56,6 +56,55 @@ def test_a_gap_that_falls_and_wobbles_is_not_divergence():
     for step in range(3):  # the energies drift apart while the gap looks fine; a moved most
         found = guard.slow_divergence({"train/gap_rel/a": torch.tensor(0.3), **energies(10.0, -5.0, 0.1, 0.0)})
     assert found and "energy spread" in found[0] and "layer a" in found[0]
+
+
+#: train/gap_rel of a healthy generative ConvNet run (egret, 64 px, steps of 0.2, lr 2e-6): one low value
+#: at step 2, while the first chains pass through the data's statistics, then a steady fall from 0.41
+EARLY_DIP = [0.807, 0.406, 0.090, 0.309, 0.411, 0.380, 0.355, 0.363, 0.370, 0.365, 0.355, 0.338, 0.326, 0.318,
+             0.312, 0.306, 0.299, 0.293, 0.287, 0.282, 0.278, 0.272, 0.266, 0.262, 0.257, 0.254, 0.251]
+
+
+def run_guard(guard: DivergenceGuard, gaps: list[float]) -> list[str]:
+    found = []
+    for gap in gaps:
+        found = found or guard.slow_divergence({"train/gap_rel/gconv": torch.tensor(gap)})
+    return found
+
+
+@pytest.mark.parametrize("patience", [10, 20])
+def test_a_one_step_dip_early_does_not_stop_a_run_whose_gap_then_falls(patience):
+    assert run_guard(DivergenceGuard(patience=patience, window=1), EARLY_DIP)  # raw values: a false alarm
+    assert run_guard(DivergenceGuard(patience=patience), EARLY_DIP) == []  # the default's 10-step means
+
+
+def test_a_gap_that_climbs_after_the_dip_is_still_stopped():
+    climb = EARLY_DIP + [0.251 * 1.06**k for k in range(1, 60)]  # from 0.25, +6% a step: 2x by step ~12
+    guard = DivergenceGuard(patience=10)
+    found, steps = [], 0
+    for gap in climb:
+        steps += 1
+        found = guard.slow_divergence({"train/gap_rel/gconv": torch.tensor(gap)})
+        if found:
+            break
+    assert found and "layer gconv" in found[0] and "10-step mean" in found[0]
+    best = min(sum(climb[i - 10:i]) / 10 for i in range(10, steps + 1))
+    assert sum(climb[steps - 10:steps]) / 10 > 2 * best  # stopped while the mean is above 2x its best
+
+
+def test_the_guard_resumes_with_its_window(tmp_path):
+    first, resumed = DivergenceGuard(patience=10), DivergenceGuard(patience=10)
+    climb = EARLY_DIP + [0.251 * 1.06**k for k in range(1, 60)]
+    run_guard(first, climb[:40])
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.recent == first.recent and resumed.streak == first.streak
+    assert [bool(resumed.slow_divergence({"train/gap_rel/gconv": torch.tensor(g)})) for g in climb[40:]] == [
+        bool(first.slow_divergence({"train/gap_rel/gconv": torch.tensor(g)})) for g in climb[40:]
+    ]
+
+
+def test_the_window_must_be_a_positive_integer():
+    with pytest.raises(ValueError, match="callbacks.divergence_guard.window"):
+        DivergenceGuard(window=0)
 
 
 def test_the_message_names_chatter_only_when_the_drifts_turn_back():

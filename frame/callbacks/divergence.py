@@ -6,6 +6,9 @@ also diverge slowly, with every number finite: a layer's statistics gap climbs b
 the best it reached, or the mean energies of observed and synthesized images drift apart
 (the synthesized images leave the data while the weights chase them). The guard counts the
 steps a layer spends in such a state and stops the run after ``patience`` of them in a row.
+It watches running means over ``window`` steps, so that a single low value (a gap that dips
+for one step while the first chains pass through the data's statistics) does not become the
+best that the rest of a healthy run is held against.
 It checks after every optimizer step (Lightning runs user callbacks before
 ``ModelCheckpoint``, so the bad weights never reach ``last.ckpt``), writes a diagnostic
 checkpoint and raises ``DivergenceError`` naming the layer and the quantity.
@@ -46,6 +49,8 @@ class DivergenceGuard(pl.Callback):
             of f over all layers above ``climb`` times its running minimum (and above 0.5) ...
         patience: ... for this many steps in a row (0 turns the slow check off).
         min_gap: gap_rel values below this never count as climbing.
+        window: the slow check compares running means of this many steps (the value and its
+            minimum); nothing counts before the first window is full. 1 = the raw values.
         backoff: multiplies the Langevin step size and the learning rate (set by rollbacks).
     """
 
@@ -55,6 +60,7 @@ class DivergenceGuard(pl.Callback):
         climb: float = 2.0,
         patience: int = 25,
         min_gap: float = 0.1,
+        window: int = 10,
         backoff: float = 1.0,
     ) -> None:
         if not max_abs_energy > 0:
@@ -63,11 +69,16 @@ class DivergenceGuard(pl.Callback):
             raise ValueError(f"callbacks.divergence_guard.climb must be > 1, got {climb}")
         if int(patience) != patience or patience < 0:
             raise ValueError(f"callbacks.divergence_guard.patience must be an integer >= 0, got {patience}")
+        if int(window) != window or window < 1:
+            raise ValueError(f"callbacks.divergence_guard.window must be an integer >= 1, got {window}")
         self.max_abs_energy = float(max_abs_energy)
         self.climb, self.patience, self.min_gap = float(climb), int(patience), float(min_gap)
+        self.window = int(window)
         self.backoff = float(backoff)
         self._restored_backoff = 1.0
-        #: per watched quantity: its running minimum and the steps it has spent above the bound
+        #: per watched quantity: its last ``window`` values, the minimum of their running mean and
+        #: the steps it has spent above the bound
+        self.recent: dict[str, list[float]] = {}
         self.minimum: dict[str, float] = {}
         self.streak: dict[str, int] = {}
 
@@ -124,13 +135,19 @@ class DivergenceGuard(pl.Callback):
             watched.append(("energy_spread", self.moved_most(metrics), spread, 0.5, what))
         found = []
         for key, layer, value, floor, what in watched:
+            recent = self.recent[key] = (self.recent.get(key, []) + [value])[-self.window:]
+            if len(recent) < self.window:
+                continue
+            value = sum(recent) / self.window
             best = self.minimum[key] = min(self.minimum.get(key, value), value)
             climbing = value > max(self.climb * best, floor)
             self.streak[key] = self.streak.get(key, 0) + 1 if climbing else 0
             if self.streak[key] >= self.patience:
+                mean = f"{self.window}-step mean of its " if self.window > 1 else ""
                 found.append(
-                    f"slow divergence at layer {layer}: its {what} has been above {self.climb:g} x its best "
-                    f"({best:.3g}) for {self.streak[key]} steps, now {value:.3g} (callbacks.divergence_guard.climb / patience)"
+                    f"slow divergence at layer {layer}: the {mean}{what} has been above {self.climb:g} x its best "
+                    f"({best:.3g}) for {self.streak[key]} steps, now {value:.3g} "
+                    f"(callbacks.divergence_guard.climb / patience / window)"
                 )
         return found
 
@@ -172,9 +189,15 @@ class DivergenceGuard(pl.Callback):
         self._restored_backoff = self.backoff
 
     def state_dict(self) -> dict[str, Any]:
-        return {"backoff": self.backoff, "minimum": dict(self.minimum), "streak": dict(self.streak)}
+        return {
+            "backoff": self.backoff,
+            "recent": {key: list(values) for key, values in self.recent.items()},
+            "minimum": dict(self.minimum),
+            "streak": dict(self.streak),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored_backoff = float(state_dict.get("backoff", 1.0))
+        self.recent = {key: [float(v) for v in values] for key, values in state_dict.get("recent", {}).items()}
         self.minimum = dict(state_dict.get("minimum", {}))
         self.streak = dict(state_dict.get("streak", {}))
