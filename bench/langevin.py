@@ -8,7 +8,7 @@
 One Langevin step (eq. 16) = forward of the truncated VGG-16 + gradient of f(I; w) with respect
 to the chains + the update. Cases (VGG weights from ``--source``, default the Caffe ones):
 
-* ``main``: the main job's energy, conv1_1 + conv3_3 non-stationary (eq. 9), 16 chains, 64 px;
+* ``main``: the main job's energy, conv1_1 + conv3_3 non-stationary (eq. 9), 32 chains, 64 px;
 * ``objects``: VGG-16 up to conv3_3 and up to conv4_3, non-stationary energy (eq. 9), 16 chains,
   at each of ``--sizes`` (64, 128, 224 px);
 * ``texture``: the stack conv1_2 + conv2_2 + conv3_3 + conv4_3, stationary energy (eq. 10), at
@@ -65,7 +65,7 @@ from frame.nets.vgg import VGG16_LAYERS, VGG16Features, build_features  # noqa: 
 from frame.sampling import LangevinSampler  # noqa: E402
 
 TEXTURE_LAYERS = ("conv1_2", "conv2_2", "conv3_3", "conv4_3")
-MAIN_JOB = "main 1_1+3_3 64px x16"
+MAIN_JOB = "main 1_1+3_3 64px x32"
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -189,7 +189,7 @@ class Case:
 
 
 def cases(sizes: list[int], texture: bool) -> list[Case]:
-    out = [Case(MAIN_JOB, ("conv1_1", "conv3_3"), 64, 16, False)]  # the main job's energy (conf/model/nonstationary.yaml)
+    out = [Case(MAIN_JOB, ("conv1_1", "conv3_3"), 64, 32, False)]  # the main job's energy (conf/model/nonstationary.yaml)
     out += [
         Case(f"{layer} {size}px x16", (layer,), size, 16, False)
         for layer in ("conv3_3", "conv4_3")
