@@ -94,7 +94,8 @@ def test_scratch_reference_mean_is_the_training_images_mean_and_is_checkpointed(
 def test_gconvnet_run_on_tiny_images_lowers_the_gap(tmp_path):
     train(make_cfg(
         tmp_path, "model=gconvnet", "data=texture", "model.energy.extractor.layers=[conv1_2]", "model.energy.n_filters=4",
-        "model.energy.kernel_size=3", "model.sampler.n_steps=10", "model.sampler.precision=fp32", "model.optimizer.lr=3e-3",
+        "model.energy.kernel_size=3", "model.sampler.n_steps=10", "model.sampler.step_size=0.3", "model.sampler.precision=fp32",
+        "model.optimizer.lr=3e-3",
         "callbacks.detector_maps.metrics_every_n_steps=0", "trainer.max_steps=20", "data.steps_per_epoch=20",
         "callbacks.sample_grid.every_n_steps=100", "callbacks.model_checkpoint.every_n_train_steps=100",
     ))
