@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -35,6 +37,8 @@ def test_the_guard_stops_a_run_whose_gap_climbs(tmp_path):
         train(cfg)
     gaps = read_metric(tmp_path, "train/gap_rel")
     assert 25 < len(gaps) < 80 and all(map(torch.isfinite, torch.tensor(gaps)))  # stopped early, nothing NaN
+    stopped_at = int(re.search(r"Divergence at step (\d+)", str(info.value)).group(1))
+    assert len(gaps) == stopped_at  # the history keeps every step, the one that tripped the guard included
     assert max(gaps[-5:]) > 1.5 * min(gaps)
     assert "diverged_step" in str(info.value)
 

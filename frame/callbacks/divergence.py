@@ -98,6 +98,9 @@ class DivergenceGuard(pl.Callback):
         folder = getattr(trainer.checkpoint_callback, "dirpath", None) or Path(trainer.default_root_dir) / "checkpoints"
         path = Path(folder) / f"diverged_step{trainer.global_step:06d}.ckpt"
         trainer.save_checkpoint(path)
+        # Lightning hands a step's metrics to the loggers after the callbacks: without this the
+        # row of the step that tripped the guard would be missing from the run's history
+        trainer._logger_connector.update_train_step_metrics()
         raise DivergenceError(f"{message} Diagnostic checkpoint: {path}; the last good one is left untouched.")
 
     def problems(self, metrics: dict[str, torch.Tensor], pl_module: Any) -> list[str]:
