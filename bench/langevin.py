@@ -19,7 +19,8 @@ Two ways to run the same steps on the same energy (weights w ~ N(0, 1e-3^2)):
 * (a) ``plain``: the obvious loop, fp32, NCHW: ``U = -f(x).sum() + |x|^2 / 2 sigma^2;
   U.backward(); x = x - delta^2/2 x.grad + delta z``;
 * (b) ``ours``: ``frame.sampling.LangevinSampler`` with the model configs' defaults
-  (``precision=bf16``, ``channels_last=True``), one ``sample`` call of ``--steps`` steps.
+  (``precision=auto``: bf16 where the device runs it fast, else fp32; ``channels_last=True``),
+  one ``sample`` call of ``--steps`` steps.
 
 FLOPs per step are counted analytically: every 3x3 conv up to the deepest tap costs
 ``2 * H * W * C_out * C_in * 9`` FLOPs per image forward (a MAC = 2 FLOPs) and the same again
@@ -251,7 +252,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2 repeats of 1 step; a couple of minutes on 2 cores")
     p.add_argument("--no-texture", action="store_true", help="skip the texture-stack cases")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="our sampler's precision")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="our sampler's precision (auto: bf16 where this device runs it fast)")
     p.add_argument("--source", default="caffe", help="VGG weights (caffe; random if none cached)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--matmul-size", type=int, default=4096)
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     print(f"peak ({args.matmul_size}^3 matmul): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
           f"3x3 conv 256->256 @56px x16 (channels-last): bf16 {peaks['conv']:.0f}, fp32 {peaks['conv32']:.0f} GFLOP/s")
-    ours = f"ours ({args.precision}+cl)"
+    ours = f"ours ({LangevinSampler(precision=args.precision).precision_on(device)}+cl)"
     header = (f"{'case':<22} {'GFLOP/step':>10} {'plain ms':>9} {ours + ' ms':>17} {'speed-up':>8} "
               f"{'plain GF/s':>10} {'ours GF/s':>9} {'%bf16':>6} {'%conv':>6} {'plain MB':>8} {'ours MB':>8}")
     print(header)

@@ -16,7 +16,10 @@ authors' MatConvNet code.
 Only dU/dI is taken (``torch.autograd.grad`` with respect to the chains), so the model's
 weights never receive gradients while sampling. The chains are kept in float32; with
 ``precision="bf16"`` only the network runs under bf16 autocast (the prior term and the update
-stay in fp32). With a ``mask`` (1 = free, 0 = fixed) only the free pixels move: this is the
+stay in fp32). ``precision="auto"`` (the default) takes bf16 only where the hardware runs it
+faster than fp32: a CUDA GPU with bf16, or a CPU with AVX512_BF16 or AMX. On a CPU without them
+(AVX2 alone, say: most laptops, AMD before Zen 4) oneDNN emulates bf16 and a convolution runs
+~25x slower than in fp32, so ``auto`` runs fp32 there. With a ``mask`` (1 = free, 0 = fixed) only the free pixels move: this is the
 conditional sampling of p(I_M | I_notM; w) used for image recovery (Section 9).
 
 On CPU, ``sample`` also makes the process reuse freed activation memory between steps
@@ -38,7 +41,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 EnergyFn = Callable[[Tensor], Tensor]
 
@@ -70,6 +73,17 @@ def keep_freed_memory() -> bool:
             except (OSError, AttributeError):  # not glibc
                 pass
     return _freed_memory_kept
+
+
+def fast_bf16(device: torch.device | str) -> bool:
+    """Whether bf16 autocast beats fp32 on ``device``: a CUDA GPU that supports bf16, or a CPU with
+    AVX512_BF16 or AMX tiles (without them oneDNN emulates bf16 far slower than fp32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
 
 
 def draw_noise(x: Tensor, generator: torch.Generator | None, rows: tuple[int, int] | None = None) -> Tensor:
@@ -145,7 +159,8 @@ class LangevinSampler:
         sigma: standard deviation of the reference distribution q(I), eq. (8).
         noise: add the delta * Z term; ``False`` gives gradient descent on U (GRADE).
         clamp: keep pixels inside the image range (``bounds`` passed to ``sample``).
-        precision: ``"fp32"`` or ``"bf16"`` (network under bf16 autocast, chains in fp32).
+        precision: ``"bf16"`` (network under bf16 autocast, chains in fp32), ``"fp32"``, or
+            ``"auto"``: bf16 where the device runs it fast (``fast_bf16``), fp32 elsewhere.
         channels_last: run the network on channels-last tensors (faster convs on CPU and GPU).
     """
 
@@ -156,7 +171,7 @@ class LangevinSampler:
         sigma: float = 1.0,
         noise: bool = True,
         clamp: bool = False,
-        precision: str = "bf16",
+        precision: str = "auto",
         channels_last: bool = True,
     ) -> None:
         if not step_size > 0:
@@ -177,9 +192,15 @@ class LangevinSampler:
         #: what the chains did in the last ``sample`` call (``DriftTrace.summary``); empty before
         self.last_trace: dict[str, Tensor] = {}
 
+    def precision_on(self, device: torch.device | str) -> str:
+        """``fp32`` or ``bf16``: what the network runs in on ``device`` (``auto`` resolved)."""
+        if self.precision == "auto":
+            return "bf16" if fast_bf16(device) else "fp32"
+        return self.precision
+
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """The autocast context the network runs under (also used for observed statistics)."""
-        if self.precision == "bf16":
+        if self.precision_on(device) == "bf16":
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

@@ -118,6 +118,21 @@ def test_bf16_path_keeps_chains_fp32_and_close_to_fp32():
     assert rel < 0.05
 
 
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, "fp32"), (True, False, "bf16"), (False, True, "bf16")])
+def test_auto_precision_takes_bf16_only_where_the_cpu_runs_it_fast(monkeypatch, avx512_bf16, amx, expected):
+    # without AVX512_BF16 or AMX, oneDNN emulates bf16 and a conv runs ~25x slower than fp32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    sampler = LangevinSampler(n_steps=1)
+    assert sampler.precision == "auto"
+    assert sampler.precision_on("cpu") == expected
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    with sampler.autocast(torch.device("cpu")):
+        out = conv(torch.randn(1, 3, 8, 8))
+    assert out.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)
+    assert LangevinSampler(n_steps=1, precision="bf16").precision_on("cpu") == "bf16"  # an explicit choice stands
+
+
 @pytest.mark.parametrize(
     "kwargs, key",
     [({"step_size": 0}, "step_size"), ({"step_size": -0.1}, "step_size"), ({"n_steps": -1}, "n_steps"),
