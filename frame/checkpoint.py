@@ -11,6 +11,7 @@ its state dict, so loading never touches a weight source, a cache or the network
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from frame.models.base import FrameModel
+from frame.sampling import fast_bf16
 from frame.training import build_model, self_contained
 
 #: what a stored model config may build
@@ -138,6 +140,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> FrameMod
     if not config:
         raise CheckpointError(f"{path} carries no model config; it was not written by frame's train.py")
     model = build_model(OmegaConf.create(self_contained(config)))
+    if model.sampler.precision == "bf16" and not fast_bf16(device):
+        # bf16 was the default of earlier versions; emulated bf16 runs ~25x slower than fp32
+        warnings.warn(f"{path}: model.sampler.precision=bf16 runs far slower than fp32 on this {torch.device(device).type} "
+                      "(no AVX512_BF16, AMX or CUDA bf16): sampling with precision=auto (fp32 here)")
+        model.sampler.precision = "auto"
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:

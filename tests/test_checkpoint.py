@@ -61,3 +61,18 @@ def test_no_path_of_the_run_is_saved_and_resume_in_its_folder_keeps_track(tmp_pa
         callback = RunCheckpoint(dirpath=folder)
         callback.load_state_dict(state)
         assert callback.last_model_path == expected
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_bf16_checkpoint_samples_in_fp32_where_bf16_is_slow(fast, monkeypatch):
+    """Checkpoints of earlier versions say bf16; a CPU without AVX512_BF16 or AMX emulates it ~25x slower."""
+    import frame.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "fast_bf16", lambda device: fast)
+    assert torch.load(DATA / "legacy_scratch.ckpt", weights_only=True)["frame"]["model_config"]["sampler"]["precision"] == "bf16"
+    if fast:
+        assert load_model(DATA / "legacy_scratch.ckpt").sampler.precision == "bf16"
+        return
+    with pytest.warns(UserWarning, match=r"legacy_scratch\.ckpt: model\.sampler\.precision=bf16 runs far slower"):
+        model = load_model(DATA / "legacy_scratch.ckpt")
+    assert model.sampler.precision == "auto"
