@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -189,6 +190,7 @@ class LangevinSampler:
         self.clamp = bool(clamp)
         self.precision = precision
         self.channels_last = bool(channels_last)
+        self._slow_bf16_told = False
         #: what the chains did in the last ``sample`` call (``DriftTrace.summary``); empty before
         self.last_trace: dict[str, Tensor] = {}
 
@@ -196,6 +198,10 @@ class LangevinSampler:
         """``fp32`` or ``bf16``: what the network runs in on ``device`` (``auto`` resolved)."""
         if self.precision == "auto":
             return "bf16" if fast_bf16(device) else "fp32"
+        if self.precision == "bf16" and not self._slow_bf16_told and not fast_bf16(device):
+            self._slow_bf16_told = True
+            warnings.warn("model.sampler.precision=bf16 on a device that emulates bf16 (no AVX512_BF16, AMX or CUDA bf16): "
+                          "a convolution runs ~25x slower than in fp32 here; model.sampler.precision=auto picks fp32")
         return self.precision
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:

@@ -3,6 +3,7 @@
 import ctypes.util
 import resource
 import sys
+import warnings
 
 import pytest
 import torch
@@ -105,6 +106,7 @@ def test_weights_receive_no_gradient_while_sampling():
     assert w.grad is None
 
 
+@pytest.mark.filterwarnings("ignore:model.sampler.precision=bf16")
 def test_bf16_path_keeps_chains_fp32_and_close_to_fp32():
     conv = torch.nn.Conv2d(3, 8, 3, padding=1)
     energy = lambda x: torch.relu(conv(x)).flatten(1).sum(1)  # noqa: E731
@@ -130,7 +132,12 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_runs_it_fast(monkeypatch, 
     with sampler.autocast(torch.device("cpu")):
         out = conv(torch.randn(1, 3, 8, 8))
     assert out.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)
-    assert LangevinSampler(n_steps=1, precision="bf16").precision_on("cpu") == "bf16"  # an explicit choice stands
+    explicit = LangevinSampler(n_steps=1, precision="bf16")  # an explicit choice stands, said once where it is slow
+    with warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter("always")
+        assert explicit.precision_on("cpu") == explicit.precision_on("cpu") == "bf16"
+    assert len(told) == (0 if expected == "bf16" else 1)
+    assert all("model.sampler.precision=bf16" in str(w.message) for w in told)
 
 
 @pytest.mark.parametrize(
