@@ -28,8 +28,9 @@ for its gradient with respect to its input (a transposed conv; no weight gradien
 a step is 2x the forward conv FLOPs. ReLU, pooling, the energy and the update are not counted.
 GFLOP/s = those FLOPs / measured time. The peak is measured in the same process: a large square
 matmul in fp32 and in bf16, and, for reference, a channels-last 3x3 conv 256->256 (VGG's conv3_2
-at 224 px) in bf16 and fp32. ``%bf16`` = our GFLOP/s / the bf16 matmul peak; ``%conv`` = our
-GFLOP/s / that bf16 conv's.
+at 224 px) in bf16 and fp32. ``%peak`` = our GFLOP/s / the matmul peak of the precision ours runs in
+(bf16, or fp32 where ``auto`` finds bf16 emulated); ``%conv`` = our GFLOP/s / that conv's in the same
+precision.
 
 All plain loops run before any of ours: our sampler switches the process's allocator to reuse
 freed memory (``frame.sampling.keep_freed_memory``), and the plain loop should run with glibc's
@@ -287,9 +288,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     print(f"peak ({args.matmul_size}^3 matmul): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s; "
           f"3x3 conv 256->256 @56px x16 (channels-last): bf16 {peaks['conv']:.0f}, fp32 {peaks['conv32']:.0f} GFLOP/s")
-    ours = f"ours ({LangevinSampler(precision=args.precision).precision_on(device)}+cl)"
+    precision = LangevinSampler(precision=args.precision).precision_on(device)
+    peak, conv = (peaks["bf16"], peaks["conv"]) if precision == "bf16" else (peaks["fp32"], peaks["conv32"])
+    ours = f"ours ({precision}+cl)"
     header = (f"{'case':<22} {'GFLOP/step':>10} {'plain ms':>9} {ours + ' ms':>17} {'speed-up':>8} "
-              f"{'plain GF/s':>10} {'ours GF/s':>9} {'%bf16':>6} {'%conv':>6} {'plain MB':>8} {'ours MB':>8}")
+              f"{'plain GF/s':>10} {'ours GF/s':>9} {'%peak':>6} {'%conv':>6} {'plain MB':>8} {'ours MB':>8}")
     print(header)
     print("-" * len(header))
     # all plain loops first: our sampler changes process-wide allocator settings
@@ -304,18 +307,18 @@ def main(argv: list[str] | None = None) -> None:
         gf_plain, gf_ours = row["gflop"] / row["plain"], row["gflop"] / row["ours"]
         print(f"{row['case']:<22} {row['gflop']:>10.1f} {row['plain'] * 1e3:>9.0f} {row['ours'] * 1e3:>17.0f} "
               f"{row['plain'] / row['ours']:>7.2f}x {gf_plain:>10.0f} {gf_ours:>9.0f} "
-              f"{100 * gf_ours / peaks['bf16']:>5.0f}% {100 * gf_ours / peaks['conv']:>5.0f}% "
+              f"{100 * gf_ours / peak:>5.0f}% {100 * gf_ours / conv:>5.0f}% "
               f"{row['plain_mem']:>8.0f} {row['ours_mem']:>8.0f}", flush=True)
     load1 = loadavg()
     big = [r for r in rows if any(f" {s}px" in r["case"] for s in (128, 224))]
     scope = "at 128/224px (objects and texture stack)" if big else "on every case (none at 128/224px)"
     big = big or rows
     speedups = [r["plain"] / r["ours"] for r in big]
-    fracs = [r["gflop"] / r["ours"] / peaks["bf16"] for r in big]
+    fracs = [r["gflop"] / r["ours"] / peak for r in big]
     print(f"load avg (1 min) at end {load1:.2f}")
     print(f"SUMMARY {device}: {scope} ours is {min(speedups):.2f}-{max(speedups):.2f}x the plain fp32 loop and "
-          f"{100 * min(fracs):.0f}-{100 * max(fracs):.0f}% of the bf16 matmul peak ({peaks['bf16']:.0f} GFLOP/s; "
-          f"fp32 {peaks['fp32']:.0f}); load {load0:.2f}->{load1:.2f}")
+          f"{100 * min(fracs):.0f}-{100 * max(fracs):.0f}% of the {precision} matmul peak ({peak:.0f} GFLOP/s; "
+          f"fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f}); load {load0:.2f}->{load1:.2f}")
 
 
 if __name__ == "__main__":
