@@ -9,8 +9,9 @@ eval metric (objects: KID of the chains against the training images; textures: t
 Gram distance, ``frame.eval``) are both at or below the job's thresholds, or until
 ``--max-minutes`` of training:
 
-- ours: ``FrameModel`` under a Lightning ``Trainer``, as ``train.py`` runs it (bf16 network,
-  channels-last chains, observed statistics cached, the chain buffer);
+- ours: ``FrameModel`` under a Lightning ``Trainer``, as ``train.py`` runs it (the network in bf16
+  where the device runs bf16 fast, else fp32: ``model.sampler.precision=auto``; channels-last
+  chains, observed statistics cached, the chain buffer);
 - plain: Algorithm 1 written out in fp32: the observed statistics recomputed every iteration,
   the chains a plain tensor started at the mean image, L steps of eq. (16), then
   ``w <- w + gamma (H_obs - H_syn)`` (eq. 13/14) by the same optimizer, with the same per-layer or
