@@ -19,8 +19,9 @@ weights never receive gradients while sampling. The chains are kept in float32; 
 stay in fp32). ``precision="auto"`` (the default) takes bf16 only where the hardware runs it
 faster than fp32: a CUDA GPU with bf16, or a CPU with AVX512_BF16 or AMX. On a CPU without them
 (AVX2 alone, say: most laptops, AMD before Zen 4) oneDNN emulates bf16 and a convolution runs
-~25x slower than in fp32, so ``auto`` runs fp32 there. With a ``mask`` (1 = free, 0 = fixed) only the free pixels move: this is the
-conditional sampling of p(I_M | I_notM; w) used for image recovery (Section 9).
+~25x slower than in fp32, so ``auto`` runs fp32 there. With a ``mask`` (1 = free, 0 = fixed)
+only the free pixels move: this is the conditional sampling of p(I_M | I_notM; w) used for image
+recovery (Section 9).
 
 On CPU, ``sample`` also makes the process reuse freed activation memory between steps
 (``keep_freed_memory``: 10-30% of a step at 128-224 px, paid for with a higher resident
@@ -83,7 +84,7 @@ def fast_bf16(device: torch.device | str) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     return False
 
 
