@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 from frame.checkpoint import load_model  # noqa: E402
 from frame.data import list_images, load_images, to_tensor  # noqa: E402
 from frame.recovery import BASELINES, LABELS, available_baselines, exemplar_fill, masked_mae  # noqa: E402
-from frame.recovery.inpaint import inpaint  # noqa: E402
+from frame.recovery.inpaint import inpaint, recovery_steps  # noqa: E402
 from frame.recovery.masks import square_masks  # noqa: E402
 
 #: the paper's Table 2 (CelebA 64x64, 1,000 test images), for reference
@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-mask", type=int, default=40, help="training mask side at 64 px (0: no recovery training)")
     p.add_argument("--n-test", type=int, default=50, help="test images (random, fixed seed)")
     p.add_argument("--mask-sizes", type=int, nargs="+", default=[40, 50], help="test mask sides at 64 px")
-    p.add_argument("--steps", type=int, default=None, help="Langevin steps at test (default: the model's L)")
+    p.add_argument("--steps", type=int, default=None, help="Langevin steps at test (default: the model's recovery.test_steps, else its L)")
     p.add_argument("--n-chains", type=int, default=1, help="chains per test image, averaged")
     p.add_argument("--no-noise", action="store_true", help="test chains without noise (descend to the mode)")
     p.add_argument("--start", choices=["mean", "harmonic"], default=None,
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.exemplars:
         bank = to_tensor(load_images(train_paths), args.image_size, grayscale=True)[:, 0].numpy()
         methods["exemplars"] = exemplar_fill(bank, args.exemplars)
-    steps = args.steps if args.steps is not None else model.sampler.n_steps
+    steps = args.steps if args.steps is not None else recovery_steps(model)
     results: dict = {"settings": {**vars(args), "ckpt": str(ckpt), "split": split, "n_test": len(test_paths),
                                   "langevin_steps": steps, "model_config": model.model_config}, "methods": {}}
     for size64 in args.mask_sizes:
@@ -239,6 +239,10 @@ def main(argv: list[str] | None = None) -> dict:
             rows[name], t = run_baseline(method, grey, masks)
             results["methods"].setdefault(name, {})[f"M{size64}"] = _summary(rows[name], grey, masks, t)
         results["methods"].setdefault("ours", {})[f"M{size64}"] = _summary(recovered, grey, masks, seconds)
+        ours_errors = per_image_errors(recovered, grey, masks)
+        for name in methods:
+            results.setdefault("paired", {}).setdefault(name, {})[f"M{size64}"] = _paired(
+                ours_errors, per_image_errors(rows[name], grey, masks))
         print(f"M{size64} ({side}px masks): ours {results['methods']['ours'][f'M{size64}']['error']:.4f}")
         if size64 == args.mask_sizes[0]:
             save_examples(out / "examples.png", grey, masks, {k: rows[k] for k in ("ours", "harmonic", "biharmonic") if k in rows})
@@ -252,6 +256,14 @@ def _summary(recovered, grey, masks, seconds) -> dict:
     errors = per_image_errors(recovered, grey, masks)
     return {"error": float(errors.mean()), "sem": float(errors.std(ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else 0.0,
             "seconds_per_image": seconds}
+
+
+def _paired(ours: np.ndarray, other: np.ndarray) -> dict:
+    """Ours minus another method on the same faces and holes: the mean difference and its
+    standard error (the per-method errors share most of their spread, which this removes)."""
+    diff = ours - other
+    sem = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    return {"difference": float(diff.mean()), "sem": sem, "ours_better": float((diff < 0).mean())}
 
 
 def print_table(results: dict, args: argparse.Namespace) -> None:
@@ -269,6 +281,14 @@ def print_table(results: dict, args: argparse.Namespace) -> None:
         errs = " | ".join(f"{row[m]['error']:.4f} +- {row[m]['sem']:.4f}" for m in sizes)
         times = " | ".join(f"{row[m]['seconds_per_image']:.4f}" for m in sizes)
         print(f"| {label} | {errs} | {times} |")
+    if results.get("paired"):
+        print("\nours minus each method on the same faces (mean +- paired standard error; < 0: ours better; share of faces ours wins)")
+        print("| method | " + " | ".join(sizes) + " |")
+        print("|" + "---|" * (1 + len(sizes)))
+        for name, row in results["paired"].items():
+            cells = " | ".join(
+                f"{row[m]['difference']:+.4f} +- {row[m]['sem']:.4f} ({row[m]['ours_better']:.0%})" for m in sizes)
+            print(f"| {LABELS[name]} | {cells} |")
     print("\npaper (CelebA, 1,000 test images): " + ", ".join(f"{k} {v[0]:.4f}/{v[1]:.4f}" for k, v in PAPER.items()))
 
 

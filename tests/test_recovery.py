@@ -49,6 +49,9 @@ def test_recovery_config_is_checked():
         square_masks(1, (8, 8), 9)
     with pytest.raises(ValueError, match="start"):
         RecoveryMasks.from_config({"mask_size": 4, "start": "zeros"})
+    for bad in (-1, 2.5, True, "3"):
+        with pytest.raises(ValueError, match="test_steps"):
+            RecoveryMasks.from_config({"mask_size": 4, "test_steps": bad})
 
 
 def test_fill_missing_starts_the_hole_at_the_mean_of_observed_pixels():
@@ -148,6 +151,23 @@ def test_inpaint_never_changes_observed_pixels_and_all_missing_is_unconditional(
     start = images.mean(dim=(-2, -1), keepdim=True).expand_as(images)
     free = model.sampler.sample(model.energy, start, bounds=model.input_space.bounds(start.device, start.dtype), generator=torch.Generator().manual_seed(5))
     assert torch.equal(conditional, model.to_images(free))
+
+
+def test_inpaint_takes_the_models_recovery_test_steps_unless_told():
+    model = tiny_model({"mask_size": 6, "test_steps": 2}, n_steps=7)
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    missing = square_masks(2, (16, 16), 8, generator=torch.Generator().manual_seed(0))
+
+    def run(**kwargs):
+        return inpaint(model, images, missing, generator=torch.Generator().manual_seed(0), **kwargs)
+
+    default = run()
+    assert torch.equal(default, run(n_steps=2))  # test_steps, not the training L of 7
+    assert not torch.allclose(default, run(n_steps=7))
+    assert not torch.equal(run(n_steps=0), default)  # --steps overrides it, 0 (the start) included
+    untrained = tiny_model(None, n_steps=7)  # no recovery config: the model's L
+    plain = inpaint(untrained, images, missing, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(plain, inpaint(untrained, images, missing, n_steps=7, generator=torch.Generator().manual_seed(0)))
 
 
 # -- the error measure and the baselines ------------------------------------------------------

@@ -112,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     masks.add_argument("--masks", type=Path, help="folder of PNG masks named like the images (white = missing)")
     masks.add_argument("--mask-size", type=positive_int, help="side in pixels of one random square mask per image")
     p.add_argument("--out", type=Path, required=True, help="folder for images/, masks/ and grid.png")
-    p.add_argument("--steps", type=int, default=None, help="Langevin steps (default: the model's training L)")
+    p.add_argument("--steps", type=int, default=None, help="Langevin steps (default: the model's recovery.test_steps, else its training L)")
     p.add_argument("--n-chains", type=positive_int, default=1, help="chains per image, averaged")
     p.add_argument("--start", choices=STARTS, default=None,
                    help="hole start: mean or harmonic (default: the model's recovery training start, else mean)")

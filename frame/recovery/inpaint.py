@@ -8,7 +8,8 @@ any size (the command ``frame-inpaint`` calls it for every file):
    a canvas pixel counts as missing as soon as any missing pixel falls into it;
 2. the missing canvas pixels start at the mean of the observed ones (the conditional "cold
    start") or at their harmonic interpolation (``--start harmonic``; the default is the start
-   the model was trained for recovery with) and ``--steps`` Langevin steps move only them;
+   the model was trained for recovery with) and ``--steps`` Langevin steps (default
+   ``recovery_steps``) move only them;
    with ``n_chains=K`` K chains are run and their images averaged;
 3. the recovered canvas is resized back to the image's size and **only the missing pixels**
    are pasted into the original: every observed pixel of the output is the input's, exactly.
@@ -45,7 +46,7 @@ def inpaint(
         model: any trained ``FrameModel``.
         images: ``[B, 3, H, W]`` RGB in [0, 1], at a size the model accepts (its canvas).
         missing: ``[B, 1, H, W]`` (or broadcastable) bool, True = missing.
-        n_steps: Langevin steps (default: the model's L, as in training for recovery).
+        n_steps: Langevin steps (default: ``recovery_steps(model)``).
         n_chains: independent chains per image whose images are averaged.
         noise: override the sampler's noise term (``False``: gradient descent on U, the mode).
         generator: source of the Langevin noise.
@@ -61,6 +62,8 @@ def inpaint(
     missing = missing.to(device=device, dtype=torch.bool).expand(images.shape[0], 1, *images.shape[-2:])
     if start is None:
         start = model.recovery.start if model.recovery is not None else "mean"
+    if n_steps is None:
+        n_steps = recovery_steps(model)
     start = start_chains(model.to_input(images), missing, start, model.input_space)
     sampler = model.sampler
     saved_noise = sampler.noise
@@ -74,6 +77,13 @@ def inpaint(
     finally:
         sampler.noise = saved_noise
     return torch.where(missing, total / n_chains, images)
+
+
+def recovery_steps(model: FrameModel) -> int:
+    """Langevin steps a recovery takes unless told: the model's ``recovery.test_steps`` if it
+    was trained for recovery with one, else its L."""
+    steps = model.recovery.test_steps if model.recovery is not None else None
+    return model.sampler.n_steps if steps is None else int(steps)
 
 
 def model_size(model: FrameModel) -> tuple[int, int]:

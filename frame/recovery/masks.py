@@ -146,12 +146,18 @@ class RecoveryMasks:
         start: where the hole starts (``start_chains``): ``"mean"`` (the paper's cold start)
             or ``"harmonic"`` (the MRF-l2 fill, which the chain then refines); ``frame-inpaint``
             uses the same start by default.
+        test_steps: Langevin steps when a trained model recovers new images (``frame-inpaint``,
+            ``bench/recovery.py``; their ``--steps`` overrides it); ``None``: the model's L, as in
+            training. A chain trained to match the statistics after L steps can stop earlier: its
+            first steps carry the start towards the data, its last ones add texture at places the
+            masked error punishes.
     """
 
     mask_size: int | float = 40
     n_masks: int = 1
     placement: str = "random"
     start: str = "mean"
+    test_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
@@ -161,14 +167,18 @@ class RecoveryMasks:
         if int(self.n_masks) != self.n_masks or self.n_masks < 1:
             raise ValueError(f"model.recovery.n_masks must be a positive integer, got {self.n_masks}")
         mask_side(self.mask_size, 10**9)  # type/range check; the side is checked against each image
+        steps = self.test_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+            raise ValueError(f"model.recovery.test_steps must be a non-negative integer or null, got {steps!r}")
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | RecoveryMasks | None) -> RecoveryMasks | None:
         if config is None or isinstance(config, RecoveryMasks):
             return config
-        unknown = set(config) - {"mask_size", "n_masks", "placement", "start"}
+        unknown = set(config) - {"mask_size", "n_masks", "placement", "start", "test_steps"}
         if unknown:
-            raise ValueError(f"model.recovery has unknown keys {sorted(unknown)}; use mask_size, n_masks, placement, start")
+            raise ValueError(
+                f"model.recovery has unknown keys {sorted(unknown)}; use mask_size, n_masks, placement, start, test_steps")
         return cls(**dict(config))
 
     def sample(self, n: int, size: tuple[int, int], generator: torch.Generator | None = None, device=None) -> Tensor:
