@@ -235,14 +235,13 @@ def main(argv: list[str] | None = None) -> dict:
         rows = {}
         recovered, seconds = run_ours(model, images, masks_t, args)
         rows["ours"] = recovered
+        ours_errors = per_image_errors(recovered, grey, masks)
+        results["methods"].setdefault("ours", {})[f"M{size64}"] = _summary(ours_errors, seconds)
         for name, method in methods.items():
             rows[name], t = run_baseline(method, grey, masks)
-            results["methods"].setdefault(name, {})[f"M{size64}"] = _summary(rows[name], grey, masks, t)
-        results["methods"].setdefault("ours", {})[f"M{size64}"] = _summary(recovered, grey, masks, seconds)
-        ours_errors = per_image_errors(recovered, grey, masks)
-        for name in methods:
-            results.setdefault("paired", {}).setdefault(name, {})[f"M{size64}"] = _paired(
-                ours_errors, per_image_errors(rows[name], grey, masks))
+            errors = per_image_errors(rows[name], grey, masks)
+            results["methods"].setdefault(name, {})[f"M{size64}"] = _summary(errors, t)
+            results.setdefault("paired", {}).setdefault(name, {})[f"M{size64}"] = _paired(ours_errors, errors)
         print(f"M{size64} ({side}px masks): ours {results['methods']['ours'][f'M{size64}']['error']:.4f}")
         if size64 == args.mask_sizes[0]:
             save_examples(out / "examples.png", grey, masks, {k: rows[k] for k in ("ours", "harmonic", "biharmonic") if k in rows})
@@ -252,8 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def _summary(recovered, grey, masks, seconds) -> dict:
-    errors = per_image_errors(recovered, grey, masks)
+def _summary(errors: np.ndarray, seconds: float) -> dict:
     return {"error": float(errors.mean()), "sem": float(errors.std(ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else 0.0,
             "seconds_per_image": seconds}
 
