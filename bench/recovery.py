@@ -251,17 +251,20 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
+def _sem(values: np.ndarray) -> float:
+    """Standard error of the mean of per-image values (0 for a single image)."""
+    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
 def _summary(errors: np.ndarray, seconds: float) -> dict:
-    return {"error": float(errors.mean()), "sem": float(errors.std(ddof=1) / math.sqrt(len(errors))) if len(errors) > 1 else 0.0,
-            "seconds_per_image": seconds}
+    return {"error": float(errors.mean()), "sem": _sem(errors), "seconds_per_image": seconds}
 
 
 def _paired(ours: np.ndarray, other: np.ndarray) -> dict:
     """Ours minus another method on the same faces and holes: the mean difference and its
     standard error (the per-method errors share most of their spread, which this removes)."""
     diff = ours - other
-    sem = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
-    return {"difference": float(diff.mean()), "sem": sem, "ours_better": float((diff < 0).mean())}
+    return {"difference": float(diff.mean()), "sem": _sem(diff), "ours_better": float((diff < 0).mean())}
 
 
 def print_table(results: dict, args: argparse.Namespace) -> None:

@@ -14,7 +14,7 @@ Langevin dynamics by fixing I_notM to obtain the synthesized image").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -175,10 +175,10 @@ class RecoveryMasks:
     def from_config(cls, config: dict[str, Any] | RecoveryMasks | None) -> RecoveryMasks | None:
         if config is None or isinstance(config, RecoveryMasks):
             return config
-        unknown = set(config) - {"mask_size", "n_masks", "placement", "start", "test_steps"}
+        keys = [field.name for field in fields(cls)]
+        unknown = set(config) - set(keys)
         if unknown:
-            raise ValueError(
-                f"model.recovery has unknown keys {sorted(unknown)}; use mask_size, n_masks, placement, start, test_steps")
+            raise ValueError(f"model.recovery has unknown keys {sorted(unknown)}; use {', '.join(keys)}")
         return cls(**dict(config))
 
     def sample(self, n: int, size: tuple[int, int], generator: torch.Generator | None = None, device=None) -> Tensor:
