@@ -54,6 +54,23 @@ def test_recovery_config_is_checked():
             RecoveryMasks.from_config({"mask_size": 4, "test_steps": bad})
 
 
+def test_recovery_masks_of_several_sizes_draw_one_per_image():
+    from omegaconf import OmegaConf
+
+    masks = RecoveryMasks.from_config(OmegaConf.create({"mask_size": [4, 0.5]}))  # 4 px or half of 16
+    assert masks.sizes == (4, 0.5)
+    drawn = masks.sample(64, (16, 16), torch.Generator().manual_seed(0))
+    areas = drawn.sum(dim=(1, 2, 3))
+    assert set(areas.tolist()) == {16, 64}  # every hole is one of the two squares, and both occur
+    assert 20 < (areas == 64).sum() < 44
+    assert torch.equal(drawn, masks.sample(64, (16, 16), torch.Generator().manual_seed(0)))
+    single = RecoveryMasks(mask_size=4).sample(8, (16, 16), torch.Generator().manual_seed(0))
+    assert torch.equal(single, square_masks(8, (16, 16), 4, generator=torch.Generator().manual_seed(0)))
+    for bad in ([], [4, "big"], [4, 0]):
+        with pytest.raises(ValueError, match="mask_size"):
+            RecoveryMasks.from_config({"mask_size": bad})
+
+
 def test_fill_missing_starts_the_hole_at_the_mean_of_observed_pixels():
     x = torch.zeros(1, 3, 4, 4)
     x[:, :, :, :2] = 1.0  # left half 1, right half 0

@@ -140,7 +140,9 @@ class RecoveryMasks:
 
     Args:
         mask_size: side of each square, in pixels (int) or as a fraction of the image side
-            (float in (0, 1]); the paper trains with 40x40 masks on 64x64 faces (0.625).
+            (float in (0, 1]); the paper trains with 40x40 masks on 64x64 faces (0.625). A list
+            of such sides draws one of them (uniformly, per image) for every training image, so
+            that one model learns the holes of several test sizes (Table 2's M40 and M50).
         n_masks: squares per image (their union is the mask).
         placement: ``"random"`` (uniform, fully inside the image) or ``"center"``.
         start: where the hole starts (``start_chains``): ``"mean"`` (the paper's cold start)
@@ -153,7 +155,7 @@ class RecoveryMasks:
             masked error punishes.
     """
 
-    mask_size: int | float = 40
+    mask_size: int | float | tuple[int | float, ...] = 40
     n_masks: int = 1
     placement: str = "random"
     start: str = "mean"
@@ -166,7 +168,12 @@ class RecoveryMasks:
             raise ValueError(f"model.recovery.start must be one of {STARTS}, got {self.start!r}")
         if int(self.n_masks) != self.n_masks or self.n_masks < 1:
             raise ValueError(f"model.recovery.n_masks must be a positive integer, got {self.n_masks}")
-        mask_side(self.mask_size, 10**9)  # type/range check; the side is checked against each image
+        if isinstance(self.mask_size, (list, tuple)):
+            if not self.mask_size:
+                raise ValueError("model.recovery.mask_size: an empty list; give a side or a list of sides")
+            object.__setattr__(self, "mask_size", tuple(self.mask_size))
+        for size in self.sizes:
+            mask_side(size, 10**9)  # type/range check; the side is checked against each image
         steps = self.test_steps
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
             raise ValueError(f"model.recovery.test_steps must be a non-negative integer or null, got {steps!r}")
@@ -179,11 +186,26 @@ class RecoveryMasks:
         unknown = set(config) - set(keys)
         if unknown:
             raise ValueError(f"model.recovery has unknown keys {sorted(unknown)}; use {', '.join(keys)}")
-        return cls(**dict(config))
+        config = dict(config)
+        if "mask_size" in config and not isinstance(config["mask_size"], (int, float, str, bool)):
+            config["mask_size"] = tuple(config["mask_size"])  # a list from YAML (OmegaConf's ListConfig)
+        return cls(**config)
+
+    @property
+    def sizes(self) -> tuple[int | float, ...]:
+        """The square sides the training masks draw from (one, unless ``mask_size`` is a list)."""
+        return self.mask_size if isinstance(self.mask_size, tuple) else (self.mask_size,)
 
     def sample(self, n: int, size: tuple[int, int], generator: torch.Generator | None = None, device=None) -> Tensor:
-        """``n`` masks ``[n, 1, H, W]``, True = missing."""
-        return square_masks(n, size, self.mask_size, self.n_masks, self.placement, generator, device)
+        """``n`` masks ``[n, 1, H, W]``, True = missing; with several sides, each image's drawn
+        uniformly from them."""
+        sides = self.sizes
+        masks = [square_masks(n, size, side, self.n_masks, self.placement, generator, device) for side in sides]
+        if len(sides) == 1:
+            return masks[0]
+        device = masks[0].device
+        which = torch.randint(len(sides), (n,), generator=generator, device=generator.device if generator else device)
+        return torch.stack(masks)[which.to(device), torch.arange(n, device=device)]
 
     def masked_chains(
         self, observed: Tensor, buffer: ChainBuffer, space: InputSpace, generator: torch.Generator, rows: tuple[int, int]
