@@ -16,7 +16,9 @@ overrides with ``--override key=value``.
 
 Evaluation: ``--n-test`` test images drawn with ``--seed``; for each mask size (40 and 50 at
 64 px, scaled to ``--image-size``) one random square per image, drawn with a fixed seed, the
-same for every method. Error: mean |recovered - original| on the masked pixels, grey in [0, 1]
+same for every method. ``--draw validation`` evaluates instead ``--n-test`` other faces of the test
+subjects, none of them in the test draw, with other holes: choose settings there (test steps,
+say), then report the test draw. Error: mean |recovered - original| on the masked pixels, grey in [0, 1]
 (``frame.recovery.masked_mae``), +- its standard error over images; time: wall seconds per
 image on this machine. Prints the table, writes ``results.json`` and ``examples.png`` (rows:
 original, masked, ours, harmonic, biharmonic) to ``--out``. Besides the classical fills a
@@ -83,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="k of the data-driven row: the mean of the k training faces nearest on the observed pixels (0: off)")
     p.add_argument("--eval-batch", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draw", choices=["test", "validation"], default="test",
+                   help="which faces of the test subjects to evaluate: the test draw, or as many others (disjoint) "
+                        "to choose settings on")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "recovery"))
@@ -112,6 +117,23 @@ def pick(paths: list[Path], n: int | None, seed: int) -> list[Path]:
         return paths
     order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(seed))[:n]
     return [paths[i] for i in sorted(order.tolist())]
+
+
+#: seeds of the holes of each draw (offset by --seed and the mask size)
+MASK_SEEDS = {"test": 10_000, "validation": 20_000}
+
+
+def draw_faces(paths: list[Path], n: int, seed: int, draw: str) -> list[Path]:
+    """The test draw (``n`` faces, drawn with ``seed + 1``), or for ``draw="validation"`` ``n``
+    of the remaining faces (drawn with ``seed + 2``), so that no face is in both."""
+    test = pick(paths, n, seed + 1)
+    if draw == "test":
+        return test
+    chosen = set(test)
+    rest = [p for p in paths if p not in chosen]
+    if not rest:
+        raise SystemExit(f"--draw validation: the test draw takes all {len(paths)} test faces; lower --n-test")
+    return pick(rest, n, seed + 2)
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -207,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_paths, test_paths, train_subjects, test_subjects = split_by_subject(Path(args.data), args.train_subjects)
         split = {"train_subjects": train_subjects, "test_subjects": test_subjects}
     train_paths = pick(train_paths, args.n_train, args.seed)
-    test_paths = pick(test_paths, args.n_test, args.seed + 1)
+    test_paths = draw_faces(test_paths, args.n_test, args.seed, args.draw)
 
     ckpt = Path(args.ckpt) if args.ckpt else train_model(args, train_paths, out / "train")
     model = load_model(ckpt, device=args.device)
@@ -230,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
     for size64 in args.mask_sizes:
         side = round(size64 * args.image_size / 64)
         masks_t = square_masks(len(images), (args.image_size,) * 2, side,
-                               generator=torch.Generator().manual_seed(10_000 + args.seed + size64))
+                               generator=torch.Generator().manual_seed(MASK_SEEDS[args.draw] + args.seed + size64))
         masks = masks_t[:, 0].numpy()
         rows = {}
         recovered, seconds = run_ours(model, images, masks_t, args)
@@ -270,7 +292,7 @@ def _paired(ours: np.ndarray, other: np.ndarray) -> dict:
 def print_table(results: dict, args: argparse.Namespace) -> None:
     sizes = [f"M{s}" for s in args.mask_sizes]
     s = results["settings"]
-    print(f"\nTable 2 on {s['n_test']} test faces ({args.image_size}x{args.image_size} grey), "
+    print(f"\nTable 2 on {s['n_test']} faces of the {args.draw} draw ({args.image_size}x{args.image_size} grey), "
           f"{s['langevin_steps']} Langevin steps x {args.n_chains} chain(s){' without noise' if args.no_noise else ''}")
     header = "| method | " + " | ".join(f"{m} error" for m in sizes) + " | " + " | ".join(f"{m} s/img" for m in sizes) + " |"
     print(header)
