@@ -46,7 +46,7 @@ if str(ROOT) not in sys.path:
 from frame.checkpoint import load_model  # noqa: E402
 from frame.data import list_images, load_images, to_tensor  # noqa: E402
 from frame.recovery import BASELINES, LABELS, available_baselines, exemplar_fill, masked_mae  # noqa: E402
-from frame.recovery.inpaint import inpaint, recovery_steps  # noqa: E402
+from frame.recovery.inpaint import inpaint, recovery_step_size, recovery_steps  # noqa: E402
 from frame.recovery.masks import square_masks  # noqa: E402
 
 #: the paper's Table 2 (CelebA 64x64, 1,000 test images), for reference
@@ -76,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-test", type=int, default=50, help="test images (random, fixed seed)")
     p.add_argument("--mask-sizes", type=int, nargs="+", default=[40, 50], help="test mask sides at 64 px")
     p.add_argument("--steps", type=int, default=None, help="Langevin steps at test (default: the model's recovery.test_steps, else its L)")
+    p.add_argument("--step-size", type=float, default=None,
+                   help="Langevin step size at test (default: the model's recovery.test_step_size, else its sampler's)")
     p.add_argument("--n-chains", type=int, default=1, help="chains per test image, averaged")
     p.add_argument("--no-noise", action="store_true", help="test chains without noise (descend to the mode)")
     p.add_argument("--start", choices=["mean", "harmonic"], default=None,
@@ -189,6 +191,7 @@ def run_ours(model, images, masks, args) -> tuple[np.ndarray, float]:
         out = inpaint(
             model, images[i : i + args.eval_batch], masks[i : i + args.eval_batch], n_steps=args.steps,
             n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator, start=args.start,
+            step_size=args.step_size,
         )
         outs.append(out.mean(1).cpu())  # grey data: the channel mean
     seconds = time.perf_counter() - start
@@ -247,8 +250,9 @@ def main(argv: list[str] | None = None) -> dict:
         bank = to_tensor(load_images(train_paths), args.image_size, grayscale=True)[:, 0].numpy()
         methods["exemplars"] = exemplar_fill(bank, args.exemplars)
     steps = args.steps if args.steps is not None else recovery_steps(model)
+    step_size = args.step_size if args.step_size is not None else recovery_step_size(model)
     results: dict = {"settings": {**vars(args), "ckpt": str(ckpt), "split": split, "n_test": len(test_paths),
-                                  "langevin_steps": steps, "model_config": model.model_config}, "methods": {}}
+                                  "langevin_steps": steps, "langevin_step_size": step_size, "model_config": model.model_config}, "methods": {}}
     for size64 in args.mask_sizes:
         side = round(size64 * args.image_size / 64)
         masks_t = square_masks(len(images), (args.image_size,) * 2, side,
@@ -293,7 +297,7 @@ def print_table(results: dict, args: argparse.Namespace) -> None:
     sizes = [f"M{s}" for s in args.mask_sizes]
     s = results["settings"]
     print(f"\nTable 2 on {s['n_test']} faces of the {args.draw} draw ({args.image_size}x{args.image_size} grey), "
-          f"{s['langevin_steps']} Langevin steps x {args.n_chains} chain(s){' without noise' if args.no_noise else ''}")
+          f"{s['langevin_steps']} Langevin steps of {s['langevin_step_size']:g} x {args.n_chains} chain(s){' without noise' if args.no_noise else ''}")
     header = "| method | " + " | ".join(f"{m} error" for m in sizes) + " | " + " | ".join(f"{m} s/img" for m in sizes) + " |"
     print(header)
     print("|" + "---|" * (1 + 2 * len(sizes)))

@@ -52,6 +52,9 @@ def test_recovery_config_is_checked():
     for bad in (-1, 2.5, True, "3"):
         with pytest.raises(ValueError, match="test_steps"):
             RecoveryMasks.from_config({"mask_size": 4, "test_steps": bad})
+    for bad in (0, -0.1, True, "0.1", float("inf")):
+        with pytest.raises(ValueError, match="test_step_size"):
+            RecoveryMasks.from_config({"mask_size": 4, "test_step_size": bad})
 
 
 def test_recovery_masks_of_several_sizes_draw_one_per_image():
@@ -182,10 +185,29 @@ def test_inpaint_takes_the_models_recovery_test_steps_unless_told():
     assert torch.equal(default, run(n_steps=2))  # test_steps, not the training L of 7
     assert not torch.allclose(default, run(n_steps=7))
     assert not torch.equal(run(n_steps=0), default)  # --steps overrides it, 0 (the start) included
+    assert model.sampler.n_steps == 7 and model.sampler.step_size == 0.3  # the sampler is left as it was
     untrained = tiny_model(None, n_steps=7)  # no recovery config: the model's L
     plain = inpaint(untrained, images, missing, generator=torch.Generator().manual_seed(0))
     assert torch.equal(plain, inpaint(untrained, images, missing, n_steps=7, generator=torch.Generator().manual_seed(0)))
 
+
+
+def test_inpaint_takes_the_models_recovery_step_size_unless_told():
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    missing = square_masks(2, (16, 16), 8, generator=torch.Generator().manual_seed(0))
+
+    def run(model, **kwargs):
+        return inpaint(model, images, missing, n_steps=4, generator=torch.Generator().manual_seed(0), **kwargs)
+
+    small = tiny_model({"mask_size": 6, "test_step_size": 0.1})
+    plain = tiny_model({"mask_size": 6})
+    default = run(small)
+    assert torch.equal(default, run(plain, step_size=0.1))  # the model's test step size, not its sampler's 0.3
+    assert not torch.allclose(default, run(plain))
+    assert torch.equal(run(small, step_size=0.3), run(plain))  # step_size overrides it
+    assert small.sampler.step_size == 0.3  # and the sampler keeps its training step
+    with pytest.raises(ValueError, match="step size"):
+        run(plain, step_size=0.0)
 
 # -- the error measure and the baselines ------------------------------------------------------
 def test_masked_mae_on_a_hand_made_pair():

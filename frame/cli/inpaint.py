@@ -31,7 +31,7 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from frame.checkpoint import load_model
-from frame.cli.common import add_ckpt, add_input, check_outputs, make_parser, positive_int, run
+from frame.cli.common import add_ckpt, add_input, check_outputs, make_parser, positive_float, positive_int, run
 from frame.data import list_images, load_image
 from frame.recovery.inpaint import inpaint_image, model_size, resize, resize_mask
 from frame.recovery.masks import STARTS, square_masks
@@ -113,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
     masks.add_argument("--mask-size", type=positive_int, help="side in pixels of one random square mask per image")
     p.add_argument("--out", type=Path, required=True, help="folder for images/, masks/ and grid.png")
     p.add_argument("--steps", type=int, default=None, help="Langevin steps (default: the model's recovery.test_steps, else its training L)")
+    p.add_argument("--step-size", type=positive_float, default=None,
+                   help="Langevin step size (default: the model's recovery.test_step_size, else its sampler's)")
     p.add_argument("--n-chains", type=positive_int, default=1, help="chains per image, averaged")
     p.add_argument("--start", choices=STARTS, default=None,
                    help="hole start: mean or harmonic (default: the model's recovery training start, else mean)")
@@ -155,6 +157,7 @@ def inpaint(args: argparse.Namespace) -> None:
         recovered, canvas = inpaint_image(
             model, image, missing, grayscale=args.grayscale or grey, n_steps=args.steps,
             n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator, start=args.start,
+            step_size=args.step_size,
         )
         target = args.out / "images" / name
         write_image(recovered, target, grey)

@@ -58,7 +58,7 @@ class FrameModel(pl.LightningModule):
         precondition: ``"none"``, ``"obs_variance"``: gamma of each weight inversely
             proportional to the observed variance of its statistic (Section 5.1), or
             ``"layer_variance"``: the same per layer (for models on several VGG layers).
-        recovery: ``None``, or ``{mask_size, n_masks, placement, start, test_steps}`` to train for image
+        recovery: ``None``, or ``{mask_size, n_masks, placement, start, test_steps, test_step_size}`` to train for image
             recovery (Section 9, ``frame.recovery.RecoveryMasks``): each iteration every
             training image gets random holes and its chain samples p(I_M | I_notM; w), so
             the buffer holds one chain per image of the batch.

@@ -8,8 +8,8 @@ any size (the command ``frame-inpaint`` calls it for every file):
    a canvas pixel counts as missing as soon as any missing pixel falls into it;
 2. the missing canvas pixels start at the mean of the observed ones (the conditional "cold
    start") or at their harmonic interpolation (``--start harmonic``; the default is the start
-   the model was trained for recovery with) and ``--steps`` Langevin steps (default
-   ``recovery_steps``) move only them;
+   the model was trained for recovery with) and ``--steps`` Langevin steps of ``--step-size``
+   (defaults: ``recovery_steps``, ``recovery_step_size``) move only them;
    with ``n_chains=K`` K chains are run and their images averaged;
 3. the recovered canvas is resized back to the image's size and **only the missing pixels**
    are pasted into the original: every observed pixel of the output is the input's, exactly.
@@ -39,6 +39,7 @@ def inpaint(
     generator: torch.Generator | None = None,
     progress: bool = False,
     start: str | None = None,
+    step_size: float | None = None,
 ) -> Tensor:
     """Samples the missing pixels of ``images`` from p(I_M | I_notM; w).
 
@@ -52,6 +53,7 @@ def inpaint(
         generator: source of the Langevin noise.
         start: ``mean`` or ``harmonic`` (``frame.masks.start_chains``); default: the start the
             model was trained for recovery with (``model.recovery.start``), else ``mean``.
+        step_size: the Langevin step size (default: ``recovery_step_size(model)``).
     Returns:
         ``[B, 3, H, W]`` in [0, 1]; equal to ``images`` on every observed pixel, exactly.
     """
@@ -65,17 +67,22 @@ def inpaint(
     if n_steps is None:
         n_steps = recovery_steps(model)
     start = start_chains(model.to_input(images), missing, start, model.input_space)
+    if step_size is None:
+        step_size = recovery_step_size(model)
+    if not 0 < step_size < float("inf"):
+        raise ValueError(f"the Langevin step size must be a positive number, got {step_size}")
     sampler = model.sampler
-    saved_noise = sampler.noise
+    saved_noise, saved_step = sampler.noise, sampler.step_size
     if noise is not None:
         sampler.noise = bool(noise)
+    sampler.step_size = float(step_size)
     try:
         total = torch.zeros_like(images)
         for _ in range(n_chains):
             chains = model.langevin(start, mask=missing, n_steps=n_steps, generator=generator, progress=progress)
             total += model.to_images(chains).detach()
     finally:
-        sampler.noise = saved_noise
+        sampler.noise, sampler.step_size = saved_noise, saved_step
     return torch.where(missing, total / n_chains, images)
 
 
@@ -84,6 +91,13 @@ def recovery_steps(model: FrameModel) -> int:
     was trained for recovery with one, else its L."""
     steps = model.recovery.test_steps if model.recovery is not None else None
     return model.sampler.n_steps if steps is None else int(steps)
+
+
+def recovery_step_size(model: FrameModel) -> float:
+    """Langevin step size a recovery takes unless told: the model's ``recovery.test_step_size`` if
+    it was trained for recovery with one, else its sampler's."""
+    size = model.recovery.test_step_size if model.recovery is not None else None
+    return float(model.sampler.step_size if size is None else size)
 
 
 def model_size(model: FrameModel) -> tuple[int, int]:

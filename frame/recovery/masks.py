@@ -153,6 +153,9 @@ class RecoveryMasks:
             training. A chain trained to match the statistics after L steps can stop earlier: its
             first steps carry the start towards the data, its last ones add texture at places the
             masked error punishes.
+        test_step_size: the Langevin step size delta of eq. (16) for those recoveries (``--step-size``
+            overrides it); ``None``: the sampler's, as in training. Smaller steps, more of them,
+            follow the drift more closely than the training chains' coarse ones.
     """
 
     mask_size: int | float | tuple[int | float, ...] = 40
@@ -160,6 +163,7 @@ class RecoveryMasks:
     placement: str = "random"
     start: str = "mean"
     test_steps: int | None = None
+    test_step_size: float | None = None
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
@@ -177,6 +181,9 @@ class RecoveryMasks:
         steps = self.test_steps
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
             raise ValueError(f"model.recovery.test_steps must be a non-negative integer or null, got {steps!r}")
+        size = self.test_step_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size < float("inf")):
+            raise ValueError(f"model.recovery.test_step_size must be a positive number or null, got {size!r}")
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | RecoveryMasks | None) -> RecoveryMasks | None:
