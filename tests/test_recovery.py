@@ -304,7 +304,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[
             "debug=fast", "logger=csv", f"paths.output_dir={out}", "data.batch_size=2",
-            "model.sampler.precision=fp32", "model.recovery={mask_size: 12, n_masks: 1, placement: random}",
+            "model.sampler.precision=fp32", "model.recovery={mask_size: [12, 8], n_masks: 1, placement: random, test_step_size: 0.1}",
         ])
     train(cfg)
     ckpt = out / "checkpoints" / "last.ckpt"
@@ -328,7 +328,7 @@ def write_inputs(folder: Path) -> dict[str, np.ndarray]:
 def test_frame_inpaint_writes_same_named_outputs_keeping_observed_pixels(tiny_checkpoint, tmp_path):
     arrays = write_inputs(tmp_path / "in")
     model = load_model(tiny_checkpoint)
-    assert model.recovery is not None and model.recovery.mask_size == 12
+    assert model.recovery is not None and model.recovery.mask_size == (12, 8) and model.recovery.test_step_size == 0.1
     out = tmp_path / "out"
     inpaint_main(["--ckpt", str(tiny_checkpoint), "--input", str(tmp_path / "in"), "--out", str(out),
                   "--mask-size", "10", "--seed", "3", "--steps", "3", "--device", "cpu"])
