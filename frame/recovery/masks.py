@@ -172,10 +172,10 @@ class RecoveryMasks:
             raise ValueError(f"model.recovery.start must be one of {STARTS}, got {self.start!r}")
         if int(self.n_masks) != self.n_masks or self.n_masks < 1:
             raise ValueError(f"model.recovery.n_masks must be a positive integer, got {self.n_masks}")
-        if isinstance(self.mask_size, (list, tuple)):
+        if not isinstance(self.mask_size, (int, float, str)) and hasattr(self.mask_size, "__iter__"):  # a list, YAML's too
+            object.__setattr__(self, "mask_size", tuple(self.mask_size))
             if not self.mask_size:
                 raise ValueError("model.recovery.mask_size: an empty list; give a side or a list of sides")
-            object.__setattr__(self, "mask_size", tuple(self.mask_size))
         for size in self.sizes:
             mask_side(size, 10**9)  # type/range check; the side is checked against each image
         steps = self.test_steps
@@ -193,10 +193,7 @@ class RecoveryMasks:
         unknown = set(config) - set(keys)
         if unknown:
             raise ValueError(f"model.recovery has unknown keys {sorted(unknown)}; use {', '.join(keys)}")
-        config = dict(config)
-        if "mask_size" in config and not isinstance(config["mask_size"], (int, float, str, bool)):
-            config["mask_size"] = tuple(config["mask_size"])  # a list from YAML (OmegaConf's ListConfig)
-        return cls(**config)
+        return cls(**dict(config))
 
     @property
     def sizes(self) -> tuple[int | float, ...]:
