@@ -191,7 +191,6 @@ def test_inpaint_takes_the_models_recovery_test_steps_unless_told():
     assert torch.equal(plain, inpaint(untrained, images, missing, n_steps=7, generator=torch.Generator().manual_seed(0)))
 
 
-
 def test_inpaint_takes_the_models_recovery_step_size_unless_told():
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     missing = square_masks(2, (16, 16), 8, generator=torch.Generator().manual_seed(0))
@@ -208,6 +207,7 @@ def test_inpaint_takes_the_models_recovery_step_size_unless_told():
     assert small.sampler.step_size == 0.3  # and the sampler keeps its training step
     with pytest.raises(ValueError, match="step size"):
         run(plain, step_size=0.0)
+
 
 # -- the error measure and the baselines ------------------------------------------------------
 def test_masked_mae_on_a_hand_made_pair():
