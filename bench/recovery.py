@@ -47,7 +47,7 @@ from frame.checkpoint import load_model  # noqa: E402
 from frame.data import list_images, load_images, to_tensor  # noqa: E402
 from frame.recovery import BASELINES, LABELS, available_baselines, exemplar_fill, masked_mae  # noqa: E402
 from frame.recovery.inpaint import inpaint, recovery_step_size, recovery_steps  # noqa: E402
-from frame.recovery.masks import square_masks  # noqa: E402
+from frame.recovery.masks import STARTS, square_masks  # noqa: E402
 
 #: the paper's Table 2 (CelebA 64x64, 1,000 test images), for reference
 PAPER = {
@@ -80,8 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Langevin step size at test (default: the model's recovery.test_step_size, else its sampler's)")
     p.add_argument("--n-chains", type=int, default=1, help="chains per test image, averaged")
     p.add_argument("--no-noise", action="store_true", help="test chains without noise (descend to the mode)")
-    p.add_argument("--start", choices=["mean", "harmonic"], default=None,
-                   help="hole start in training (model.recovery.start) and test (default: mean)")
+    p.add_argument("--start", choices=STARTS, default=None,
+                   help="hole start in training (model.recovery.start) and test (default: the model's, else mean); "
+                        "exemplars takes the nearest training faces")
     p.add_argument("--baselines", nargs="+", default=None, help=f"subset of {list(BASELINES)}")
     p.add_argument("--exemplars", type=int, default=8,
                    help="k of the data-driven row: the mean of the k training faces nearest on the observed pixels (0: off)")
@@ -183,7 +184,7 @@ def train_model(args: argparse.Namespace, train_paths: list[Path], out: Path) ->
 
 
 # -- evaluation ----------------------------------------------------------------------------------
-def run_ours(model, images, masks, args) -> tuple[np.ndarray, float]:
+def run_ours(model, images, masks, args, bank=None) -> tuple[np.ndarray, float]:
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     outs = []
     start = time.perf_counter()
@@ -191,7 +192,7 @@ def run_ours(model, images, masks, args) -> tuple[np.ndarray, float]:
         out = inpaint(
             model, images[i : i + args.eval_batch], masks[i : i + args.eval_batch], n_steps=args.steps,
             n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator, start=args.start,
-            step_size=args.step_size,
+            step_size=args.step_size, bank=bank,
         )
         outs.append(out.mean(1).cpu())  # grey data: the channel mean
     seconds = time.perf_counter() - start
@@ -246,9 +247,12 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"baselines {sorted(unknown)} are unknown or need opencv-python-headless")
 
     methods = {name: BASELINES[name] for name in names}
+    start = args.start or (model.recovery.start if model.recovery is not None else "mean")
+    bank = None  # the training faces: the data-driven row's bank, and the exemplars start's
+    if args.exemplars or start == "exemplars":
+        bank = to_tensor(load_images(train_paths), args.image_size, grayscale=True)
     if args.exemplars:
-        bank = to_tensor(load_images(train_paths), args.image_size, grayscale=True)[:, 0].numpy()
-        methods["exemplars"] = exemplar_fill(bank, args.exemplars)
+        methods["exemplars"] = exemplar_fill(bank[:, 0].numpy(), args.exemplars)
     steps = args.steps if args.steps is not None else recovery_steps(model)
     step_size = args.step_size if args.step_size is not None else recovery_step_size(model)
     results: dict = {"settings": {**vars(args), "ckpt": str(ckpt), "split": split, "n_test": len(test_paths),
@@ -259,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
                                generator=torch.Generator().manual_seed(MASK_SEEDS[args.draw] + args.seed + size64))
         masks = masks_t[:, 0].numpy()
         rows = {}
-        recovered, seconds = run_ours(model, images, masks_t, args)
+        recovered, seconds = run_ours(model, images, masks_t, args, bank)
         rows["ours"] = recovered
         ours_errors = per_image_errors(recovered, grey, masks)
         results["methods"].setdefault("ours", {})[f"M{size64}"] = _summary(ours_errors, seconds)

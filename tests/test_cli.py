@@ -194,6 +194,10 @@ def test_inpaint_refuses_an_out_folder_that_is_or_lies_in_an_input(world, out, f
     ("frame-score", ["--ckpt", "ckpt/colour.ckpt", "--input", "empty"], ["empty"]),
     ("frame-inpaint", ["--ckpt", "ckpt/colour.ckpt", "--input", "photos", "--mask-size", "4", "--out", "o", "--step-size", "0"],
      ["--step-size", "'0'"]),
+    ("frame-inpaint", ["--ckpt", "ckpt/colour.ckpt", "--input", "photos", "--mask-size", "4", "--out", "o", "--start", "exemplars"],
+     ["exemplars", "--bank"]),
+    ("frame-inpaint", ["--ckpt", "ckpt/colour.ckpt", "--input", "photos", "--mask-size", "4", "--out", "o", "--bank", "nowhere"],
+     ["nowhere"]),
     ("frame-fetch-weights", ["--no-such-flag"], ["--no-such-flag"]),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(world, command, args, fragments):

@@ -17,6 +17,7 @@ from frame.cli.inpaint import main as inpaint_main
 from frame.energies import NonStationaryEnergy
 from frame.models import FrameModel
 from frame.recovery import BASELINES, available_baselines, exemplar_fill, masked_mae, opencv_available
+from frame.recovery.baselines import nearest_exemplars
 from frame.recovery.inpaint import inpaint
 from frame.recovery.masks import RecoveryMasks, fill_missing, square_masks, start_chains
 from frame.sampling import LangevinSampler
@@ -296,6 +297,53 @@ def test_exemplar_fill_rejects_bad_banks_and_sizes():
         exemplar_fill(np.zeros((3, 32, 32)), k=1)(wave, mask)
 
 
+def test_nearest_exemplars_on_batches_is_the_exemplar_fill_and_leaves_the_image_out():
+    ramp, wave, mask = smooth_images()
+    others = np.random.default_rng(1).uniform(0, 1, (6, 48, 48))
+    bank = np.stack([wave, ramp, *others])
+    images = np.stack([wave, ramp])
+    got = nearest_exemplars(torch.from_numpy(images)[:, None], torch.from_numpy(mask)[None, None],
+                            torch.from_numpy(bank)[:, None], k=3)[:, 0].numpy()
+    for image, out in zip(images, got):
+        assert np.allclose(out, exemplar_fill(bank, k=3)(image, mask), atol=1e-12)
+        assert np.array_equal(out[~mask], image[~mask]) and masked_mae(out, image, mask) > 0.01  # not itself
+    # the image itself (after a float32 round trip) is left out even when k asks for the whole bank
+    near_copy = torch.from_numpy(wave).float()[None, None] * (1 + 1e-7)
+    small_bank = torch.from_numpy(np.stack([wave, np.clip(wave + 0.1, 0, 1)])).float()[:, None]
+    out = nearest_exemplars(near_copy, torch.from_numpy(mask)[None, None], small_bank, k=2)
+    assert masked_mae(out[0, 0].double().numpy(), wave, mask) < 1e-6  # the +0.1 copy alone, shifted back
+    with pytest.raises(ValueError, match="no image but the image itself"):
+        nearest_exemplars(near_copy, torch.from_numpy(mask)[None, None], small_bank[:1], k=1)
+
+
+def test_exemplars_start_fills_the_hole_from_the_bank_and_needs_one():
+    _, wave, mask = smooth_images()
+    space = SimpleNamespace(to_input=lambda im: im * 255 - 100, to_images=lambda x: (x + 100) / 255)
+    image = torch.from_numpy(wave).float().expand(1, 3, 48, 48)
+    missing = torch.from_numpy(mask)[None, None]
+    bank = torch.from_numpy(np.clip(wave - 0.05, 0, 1)).float().expand(2, 3, 48, 48)  # RGB bank, grey chains
+    x = space.to_input(image[:, :1])
+    start = start_chains(x, missing, "exemplars", space, bank)
+    assert torch.equal(start[~missing], x[~missing])
+    torch.testing.assert_close(space.to_images(start), space.to_images(x), atol=1e-4, rtol=0)  # shifted back
+    with pytest.raises(ValueError, match="--bank"):
+        start_chains(x, missing, "exemplars", space)
+
+
+def test_recovery_training_from_the_exemplars_start_takes_other_training_images():
+    model = tiny_model({"mask_size": 6, "start": "exemplars"}, n_steps=0)
+    observed = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="--bank"):
+        model.synthesize(observed)
+    model.exemplar_bank = observed  # what setup() takes from the data module
+    start = model.synthesize(observed)  # no Langevin step: the chains are the exemplars fill
+    hole = (start != observed).any(1, keepdim=True)
+    assert 0 < hole.sum() <= 4 * 36
+    expected = nearest_exemplars(observed, hole, observed, k=3)  # the other three, never the image itself
+    torch.testing.assert_close(start, model.to_input(expected), atol=1e-4, rtol=0)
+    assert masked_mae(expected[0].permute(1, 2, 0).numpy(), observed[0].permute(1, 2, 0).numpy(), hole[0, 0].numpy()) > 0.05
+
+
 # -- frame-inpaint on a tiny checkpoint ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
@@ -368,3 +416,31 @@ def test_frame_inpaint_rejects_masks_that_do_not_match_naming_the_file(tiny_chec
     with pytest.raises(MaskError, match=r"face\.png is not black-and-white"):
         inpaint_main(args)
     assert not (tmp_path / "out").exists()  # checked before anything is written
+
+
+def test_exemplars_start_trains_from_the_data_modules_images_and_frame_inpaint_takes_a_bank(tmp_path, capsys):
+    out = tmp_path / "run"
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "debug=fast", "logger=csv", f"paths.output_dir={out}", "data.batch_size=2", "model.sampler.precision=fp32",
+            "model.recovery={mask_size: 12, start: exemplars, test_steps: 2}",
+        ])
+    train(cfg)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    model = load_model(ckpt)
+    assert model.recovery.start == "exemplars" and model.exemplar_bank is None  # the bank stays out of the checkpoint
+    arrays = write_inputs(tmp_path / "in")
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(bank / f"{i}.png")
+    args = ["--ckpt", str(ckpt), "--input", str(tmp_path / "in"), "--mask-size", "10", "--device", "cpu"]
+    assert inpaint_main([*args, "--out", str(tmp_path / "nobank")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "frame-inpaint: error:" in line]
+    assert len(errors) == 1 and "--bank" in errors[0] and not (tmp_path / "nobank").exists()
+    assert inpaint_main([*args, "--out", str(tmp_path / "out"), "--bank", str(bank)]) == 0
+    for name, array in arrays.items():
+        got = np.asarray(Image.open(tmp_path / "out" / "images" / name))
+        hole = np.asarray(Image.open(tmp_path / "out" / "masks" / Path(name).with_suffix(".png")).convert("L")) > 127
+        keep = hole if array.ndim == 2 else np.broadcast_to(hole[..., None], array.shape)
+        assert np.array_equal(got[~keep], array[~keep]) and not np.array_equal(got[keep], array[keep])

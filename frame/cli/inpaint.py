@@ -16,6 +16,8 @@ Writes, in --out (which must lie outside every --input and --masks):
                     the run;
   grid.png          one row per image: original | masked (holes white) | recovered.
 Every image and mask is read and checked before the sampling starts.
+A model trained with ``model.recovery.start: exemplars`` starts each hole from the nearest of
+its training images, which the checkpoint does not hold: give them with --bank.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from torchvision.utils import save_image
 
 from frame.checkpoint import load_model
 from frame.cli.common import add_ckpt, add_input, check_outputs, make_parser, positive_float, positive_int, run
-from frame.data import list_images, load_image
+from frame.data import list_images, load_image, load_images, to_tensor
 from frame.recovery.inpaint import inpaint_image, model_size, resize, resize_mask
 from frame.recovery.masks import STARTS, square_masks
 
@@ -117,7 +119,9 @@ def parser() -> argparse.ArgumentParser:
                    help="Langevin step size (default: the model's recovery.test_step_size, else its sampler's)")
     p.add_argument("--n-chains", type=positive_int, default=1, help="chains per image, averaged")
     p.add_argument("--start", choices=STARTS, default=None,
-                   help="hole start: mean or harmonic (default: the model's recovery training start, else mean)")
+                   help="hole start: mean, harmonic or exemplars (default: the model's recovery training start, else mean)")
+    p.add_argument("--bank", type=Path, nargs="+", default=None,
+                   help="folders/files of images the exemplars start takes the nearest from (the model's training images)")
     p.add_argument("--no-noise", action="store_true", help="drop the Langevin noise (descend to the mode)")
     p.add_argument("--grayscale", action="store_true", help="recover in grey (for models trained on grey images)")
     p.add_argument("--grid-max", type=positive_int, default=32, help="at most this many rows in grid.png")
@@ -147,17 +151,19 @@ def read_items(args: argparse.Namespace) -> list[tuple[Path, Path, Tensor, bool,
 def inpaint(args: argparse.Namespace) -> None:
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
-    reads = {"--ckpt": [args.ckpt], "--input": args.input, "--masks": [args.masks] if args.masks else []}
+    reads = {"--ckpt": [args.ckpt], "--input": args.input, "--masks": [args.masks] if args.masks else [],
+             "--bank": args.bank or []}
     check_outputs(reads, folder=args.out)
     items = read_items(args)
     model = load_model(args.ckpt, device=args.device)
+    bank = to_tensor(load_images(list_images(args.bank)), model_size(model)) if args.bank else None
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     rows = []
     for path, name, image, grey, missing in items:
         recovered, canvas = inpaint_image(
             model, image, missing, grayscale=args.grayscale or grey, n_steps=args.steps,
             n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator, start=args.start,
-            step_size=args.step_size,
+            step_size=args.step_size, bank=bank,
         )
         target = args.out / "images" / name
         write_image(recovered, target, grey)

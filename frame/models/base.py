@@ -93,6 +93,8 @@ class FrameModel(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.precondition = precondition
         self.recovery = RecoveryMasks.from_config(recovery)
+        #: the training images [N, C, H, W] in [0, 1] for ``recovery.start: exemplars`` (set in ``setup``)
+        self.exemplar_bank: Tensor | None = None
         self._lr_factors: dict[str, Tensor] | None = None
         self._observed: tuple[Tensor, dict[str, Tensor]] | None = None
         #: the resolved config this module was built from (``frame.training.build_model``
@@ -141,7 +143,9 @@ class FrameModel(pl.LightningModule):
         if self.recovery is not None:  # cold start from the masked batch; only the holes move
             n = observed.shape[0]
             rows = (self.global_rank * n, self.world_size * n)
-            start, missing = self.recovery.masked_chains(observed, self.buffer, self.input_space, generator, rows)
+            start, missing = self.recovery.masked_chains(
+                observed, self.buffer, self.input_space, generator, rows, self.exemplar_bank
+            )
             return start, missing, rows
         self.buffer.refresh(observed, self.input_space)
         size = self.buffer.n_chains // self.world_size
@@ -219,6 +223,13 @@ class FrameModel(pl.LightningModule):
             )
         # before a resumed run's checkpoint is restored, which then takes precedence
         images = getattr(self.trainer.datamodule, "images", None) if stage == "fit" else None
+        if self.recovery is not None and self.recovery.start == "exemplars" and stage == "fit":
+            if not isinstance(images, Tensor):
+                raise ValueError(
+                    "model.recovery.start=exemplars takes the nearest training images, so it needs a data module "
+                    "that holds them (frame.data.ImageDataModule)"
+                )
+            self.exemplar_bank = images  # kept out of the checkpoint: frame-inpaint takes --bank
         if isinstance(images, Tensor):
             self.input_space.fit(images)
             observed = self.to_input(images.to(self.device))

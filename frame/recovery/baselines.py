@@ -28,7 +28,8 @@ Methods (``BASELINES``; ``available_baselines()`` lists the importable ones):
                   The OpenCV methods work on 8-bit images (a quantisation error <= 1/510).
 
 Data-driven (not in ``BASELINES``: it needs a bank of training images, so the bench builds it
-with ``exemplar_fill(bank, k)``):
+with ``exemplar_fill(bank, k)``; ``nearest_exemplars`` is the same fill on torch batches, which
+``model.recovery.start: exemplars`` starts the model's chains from):
 
 ``exemplars``     the average of the ``k`` bank images nearest to the image on its observed
                   pixels (mean squared difference), each shifted so that the ring of observed
@@ -47,8 +48,9 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.ndimage import binary_dilation
+import torch
 from scipy.sparse.linalg import spsolve
+from torch import Tensor
 
 Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -211,32 +213,65 @@ telea = _opencv("INPAINT_TELEA")
 navier_stokes = _opencv("INPAINT_NS")
 
 
+#: a bank image this close to the image on its observed pixels (mean squared difference, [0, 1]
+#: intensities) is the image itself, maybe after a round trip through the model's input space
+SAME_IMAGE = 1e-8
+
+
+def nearest_exemplars(images: Tensor, missing: Tensor, bank: Tensor, k: int = 8, ring: int = 3) -> Tensor:
+    """The ``exemplars`` fill of a batch (torch): ``images`` ``[B, C, H, W]`` and ``bank``
+    ``[N, C, H, W]`` in [0, 1], ``missing`` ``[B, 1, H, W]`` (True = missing). Each missing
+    pixel is the mean over the ``k`` bank images nearest to the image on its observed pixels of
+    their pixel, each shifted by the difference of the image's and its means (per channel) on
+    the observed pixels within ``ring`` pixels of the hole; clipped to [0, 1]. Bank images equal
+    to the image on its observed pixels (within ``SAME_IMAGE``) are left out, so that a training
+    image is not completed from itself (fewer than ``k`` are averaged if the rest are such)."""
+    if bank.dim() != 4 or len(bank) == 0:
+        raise ValueError(f"the exemplar bank must be images [N, C, H, W]; got shape {tuple(bank.shape)}")
+    if int(k) != k or not 1 <= k <= len(bank):
+        raise ValueError(f"k must be an integer between 1 and the bank's {len(bank)} images, got {k}")
+    if bank.shape[1:] != images.shape[1:]:
+        raise ValueError(f"the exemplar bank holds {tuple(bank.shape[1:])} images, the images are {tuple(images.shape[1:])}")
+    bank = bank.to(device=images.device, dtype=images.dtype)
+    missing = missing.to(device=images.device, dtype=torch.bool).expand(images.shape[0], 1, *images.shape[-2:])
+    grow = torch.nn.functional.max_pool2d(missing.to(images.dtype), 2 * ring + 1, stride=1, padding=ring) > 0
+    filled = []
+    for image, hole, near_hole in zip(images, missing, grow):
+        seen = (~hole).to(images.dtype)  # [1, H, W]
+        distance = ((bank - image) ** 2 * seen).sum((1, 2, 3)) / (seen.sum() * images.shape[1]).clamp_min(1)
+        distance = torch.where(distance < SAME_IMAGE, torch.full_like(distance, float("inf")), distance)
+        order = torch.argsort(distance, stable=True)[:k]
+        order = order[torch.isfinite(distance[order])]  # fewer than k when the bank holds little else
+        if len(order) == 0:
+            raise ValueError("the exemplar bank holds no image but the image itself")
+        nearest = bank[order]  # [k, C, H, W]
+        band = near_hole & ~hole
+        band = (band if band.any() else ~hole).to(images.dtype)  # no observed pixel near the hole: the whole image
+        area = band.sum()
+        shift = (image * band).sum((1, 2)) / area - (nearest * band).sum((2, 3)) / area  # [k, C]
+        fill = (nearest + shift[:, :, None, None]).mean(0).clamp(0, 1)
+        filled.append(torch.where(hole, fill, image))
+    return torch.stack(filled)
+
+
 def exemplar_fill(bank: np.ndarray, k: int = 8, ring: int = 3) -> Method:
-    """The ``exemplars`` method over ``bank`` (``[N, H, W]`` or ``[N, H, W, C]``, [0, 1]): each
-    missing pixel is the mean over the ``k`` nearest bank images of their pixel, shifted by the
-    difference of the image's and the bank image's means on the observed pixels within ``ring``
-    pixels of the hole. A bank image equal to the image on every observed pixel is left out, so
-    that a training image is not completed from itself."""
+    """The ``exemplars`` method over ``bank`` (``[N, H, W]`` or ``[N, H, W, C]``, [0, 1]), one
+    image at a time (``nearest_exemplars`` in float64)."""
     bank = np.asarray(bank, dtype=np.float64)
     if bank.ndim not in (3, 4) or len(bank) == 0:
         raise ValueError(f"the exemplar bank must be images [N, H, W] or [N, H, W, C]; got shape {bank.shape}")
     if int(k) != k or not 1 <= k <= len(bank):
         raise ValueError(f"k must be an integer between 1 and the bank's {len(bank)} images, got {k}")
+    bank_t = torch.from_numpy(bank if bank.ndim == 4 else bank[..., None]).permute(0, 3, 1, 2)
 
     def method(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         image, mask = _check(image, mask)
         if bank.shape[1:] != image.shape:
             raise ValueError(f"the exemplar bank holds {bank.shape[1:]} images, the image is {image.shape}")
-        seen = ~mask
-        distance = ((bank[:, seen] - image[seen]) ** 2).reshape(len(bank), -1).mean(1)
-        distance[distance == 0] = np.inf  # the image itself
-        nearest = bank[np.argsort(distance, kind="stable")[:k]]
-        band = binary_dilation(mask, np.ones((3, 3), bool), iterations=ring) & seen  # a square ring
-        band = band if band.any() else seen  # no observed pixel near the hole: shift to the whole image's mean
-        shift = image[band].mean(0) - nearest[:, band].mean(1)  # [k] or [k, C]
-        fill = (nearest + shift.reshape((k, 1, 1) + shift.shape[1:])).mean(0)
-        out = image.copy()
-        out[mask] = np.clip(fill[mask], 0.0, 1.0)
+        x = torch.from_numpy(image if image.ndim == 3 else image[..., None]).permute(2, 0, 1)[None]
+        out = nearest_exemplars(x, torch.from_numpy(mask)[None, None], bank_t, k, ring)[0].permute(1, 2, 0).numpy()
+        out = out if image.ndim == 3 else out[..., 0]
+        out[~mask] = image[~mask]  # exactly
         return out
 
     method.__doc__ = f"The mean of the {k} nearest of {len(bank)} bank images on the observed pixels."

@@ -40,6 +40,7 @@ def inpaint(
     progress: bool = False,
     start: str | None = None,
     step_size: float | None = None,
+    bank: Tensor | None = None,
 ) -> Tensor:
     """Samples the missing pixels of ``images`` from p(I_M | I_notM; w).
 
@@ -51,9 +52,12 @@ def inpaint(
         n_chains: independent chains per image whose images are averaged.
         noise: override the sampler's noise term (``False``: gradient descent on U, the mode).
         generator: source of the Langevin noise.
-        start: ``mean`` or ``harmonic`` (``frame.masks.start_chains``); default: the start the
-            model was trained for recovery with (``model.recovery.start``), else ``mean``.
+        start: ``mean``, ``harmonic`` or ``exemplars`` (``frame.recovery.masks.start_chains``);
+            default: the start the model was trained for recovery with (``model.recovery.start``),
+            else ``mean``.
         step_size: the Langevin step size (default: ``recovery_step_size(model)``).
+        bank: for ``exemplars``: the images to take the nearest from, ``[N, 3, H, W]`` in [0, 1]
+            at the canvas size (the model's training images: the checkpoint does not hold them).
     Returns:
         ``[B, 3, H, W]`` in [0, 1]; equal to ``images`` on every observed pixel, exactly.
     """
@@ -66,7 +70,7 @@ def inpaint(
         start = model.recovery.start if model.recovery is not None else "mean"
     if n_steps is None:
         n_steps = recovery_steps(model)
-    start = start_chains(model.to_input(images), missing, start, model.input_space)
+    start = start_chains(model.to_input(images), missing, start, model.input_space, bank)
     if step_size is None:
         step_size = recovery_step_size(model)
     if not 0 < step_size < float("inf"):

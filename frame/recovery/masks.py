@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from frame.input_space import InputSpace
 
 PLACEMENTS = ("random", "center")
-STARTS = ("mean", "harmonic")
+STARTS = ("mean", "harmonic", "exemplars")
+#: the k of the ``exemplars`` start (the bench's data-driven row uses the same by default)
+EXEMPLARS = 8
 
 
 def mask_side(mask_size: int | float, side: int) -> int:
@@ -107,11 +109,30 @@ def harmonic_fill(images: Tensor, missing: Tensor) -> Tensor:
     return torch.stack(filled).to(device=images.device, dtype=images.dtype)
 
 
+def exemplars_fill(images: Tensor, missing: Tensor, bank: Tensor | None) -> Tensor:
+    """``nearest_exemplars`` over ``bank`` (the training images, [N, 3 or 1, H, W] in [0, 1]),
+    taken to the channels and canvas of ``images``."""
+    from frame.recovery.baselines import nearest_exemplars
+
+    if bank is None:
+        raise ValueError(
+            "start='exemplars' needs a bank of images to take the nearest from (the training images: "
+            "a data module that holds them in training, --bank in frame-inpaint)"
+        )
+    if bank.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"the exemplar bank holds {tuple(bank.shape[-2:])} images, the chains are {tuple(images.shape[-2:])}")
+    bank = bank.to(device=images.device, dtype=images.dtype)
+    if images.shape[1] == 1 and bank.shape[1] == 3:
+        bank = bank.mean(1, keepdim=True)
+    return nearest_exemplars(images, missing, bank, min(EXEMPLARS, len(bank)))
+
+
 def start_chains(
     x: Tensor,
     missing: Tensor,
     start: str = "mean",
     space: InputSpace | None = None,
+    bank: Tensor | None = None,
 ) -> Tensor:
     """Where the conditional chains start: the observed pixels of ``x`` (input space) and
 
@@ -120,17 +141,24 @@ def start_chains(
     ``harmonic``  the missing ones harmonically interpolated in image space ([0, 1], via
                   ``space``: the model's input space), so that the chain refines the MRF-l2 recovery
                   rather than starting from a flat hole.
+    ``exemplars`` the missing ones from the ``EXEMPLARS`` images of ``bank`` ([N, C, H, W] in
+                  [0, 1]: the training images) nearest on the observed pixels, averaged and
+                  shifted to the hole's ring (``frame.recovery.baselines.nearest_exemplars``, the
+                  bench's data-driven row); the image itself is left out of the bank.
     """
     if start not in STARTS:
         raise ValueError(f"the recovery start must be one of {STARTS}, got {start!r}")
     if start == "mean":
         return fill_missing(x, missing)
     if space is None:
-        raise ValueError("start='harmonic' needs the model's input space")
+        raise ValueError(f"start={start!r} needs the model's input space")
     images = space.to_images(x.float()).clamp(0, 1)
     if x.shape[1] == 1:  # grey chains: to_images repeats the grey in RGB; solve once, not 3 times
         images = images[:, :1]
-    filled = space.to_input(harmonic_fill(images, missing))
+    if start == "harmonic":
+        filled = space.to_input(harmonic_fill(images, missing))
+    else:
+        filled = space.to_input(exemplars_fill(images, missing, bank))
     return torch.where(missing.to(torch.bool).expand_as(x), filled.to(x.dtype), x)
 
 
@@ -145,9 +173,10 @@ class RecoveryMasks:
             that one model learns the holes of several test sizes (Table 2's M40 and M50).
         n_masks: squares per image (their union is the mask).
         placement: ``"random"`` (uniform, fully inside the image) or ``"center"``.
-        start: where the hole starts (``start_chains``): ``"mean"`` (the paper's cold start)
-            or ``"harmonic"`` (the MRF-l2 fill, which the chain then refines); ``frame-inpaint``
-            uses the same start by default.
+        start: where the hole starts (``start_chains``): ``"mean"`` (the paper's cold start),
+            ``"harmonic"`` (the MRF-l2 fill, which the chain then refines) or ``"exemplars"``
+            (the nearest training images' fill, from the data module's images in training and
+            ``--bank`` in ``frame-inpaint``); ``frame-inpaint`` uses the same start by default.
         test_steps: Langevin steps when a trained model recovers new images (``frame-inpaint``,
             ``bench/recovery.py``; their ``--steps`` overrides it); ``None``: the model's L, as in
             training. A chain trained to match the statistics after L steps can stop earlier: its
@@ -212,7 +241,8 @@ class RecoveryMasks:
         return torch.stack(masks)[which.to(device), torch.arange(n, device=device)]
 
     def masked_chains(
-        self, observed: Tensor, buffer: ChainBuffer, space: InputSpace, generator: torch.Generator, rows: tuple[int, int]
+        self, observed: Tensor, buffer: ChainBuffer, space: InputSpace, generator: torch.Generator, rows: tuple[int, int],
+        bank: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """(start chains, missing) for a batch of training images ``observed`` (input space).
 
@@ -220,7 +250,7 @@ class RecoveryMasks:
         `buffer` keeps them for display. Every process holds the same generator: masks are
         drawn for the images of all processes, ``rows = (first row, total rows)``, and this
         process keeps its own rows, so the processes' masks differ and a resumed run draws
-        the same ones.
+        the same ones. ``bank``: the training images, for ``start="exemplars"``.
         """
         if tuple(observed.shape) != tuple(buffer.chains.shape):
             raise ValueError(
@@ -230,4 +260,4 @@ class RecoveryMasks:
             )
         n = observed.shape[0]
         missing = self.sample(rows[1], observed.shape[-2:], generator, observed.device)[rows[0] : rows[0] + n]
-        return start_chains(observed.float(), missing, self.start, space), missing
+        return start_chains(observed.float(), missing, self.start, space, bank), missing
