@@ -24,6 +24,8 @@ image on this machine. Prints the table, writes ``results.json`` and ``examples.
 original, masked, ours, harmonic, biharmonic) to ``--out``. Besides the classical fills a
 data-driven row, ``exemplars`` (``--exemplars k``): the mean of the k training faces nearest to
 the test face on its observed pixels, shifted to the hole's ring (``frame.recovery.exemplar_fill``).
+A model trained with ``model.recovery.start: exemplars`` (``experiment=vgg_recovery_exemplars``), or
+``--start exemplars``, starts our chains from that fill (k = 8) over the same training faces.
 """
 
 from __future__ import annotations

@@ -143,9 +143,10 @@ class FrameModel(pl.LightningModule):
         if self.recovery is not None:  # cold start from the masked batch; only the holes move
             n = observed.shape[0]
             rows = (self.global_rank * n, self.world_size * n)
-            start, missing = self.recovery.masked_chains(
-                observed, self.buffer, self.input_space, generator, rows, self.exemplar_bank
-            )
+            bank = self.exemplar_bank
+            if bank is not None and bank.device != observed.device:  # once, not every iteration
+                bank = self.exemplar_bank = bank.to(observed.device)
+            start, missing = self.recovery.masked_chains(observed, self.buffer, self.input_space, generator, rows, bank)
             return start, missing, rows
         self.buffer.refresh(observed, self.input_space)
         size = self.buffer.n_chains // self.world_size
@@ -229,7 +230,8 @@ class FrameModel(pl.LightningModule):
                     "model.recovery.start=exemplars takes the nearest training images, so it needs a data module "
                     "that holds them (frame.data.ImageDataModule)"
                 )
-            self.exemplar_bank = images  # kept out of the checkpoint: frame-inpaint takes --bank
+            grey = self.input_space.channels == 1
+            self.exemplar_bank = images.mean(1, keepdim=True) if grey else images  # not in the checkpoint: --bank
         if isinstance(images, Tensor):
             self.input_space.fit(images)
             observed = self.to_input(images.to(self.device))
