@@ -119,9 +119,6 @@ def exemplars_fill(images: Tensor, missing: Tensor, bank: Tensor | None) -> Tens
             "start='exemplars' needs a bank of images to take the nearest from (the training images: "
             "a data module that holds them in training, --bank in frame-inpaint)"
         )
-    if bank.shape[-2:] != images.shape[-2:]:
-        raise ValueError(f"the exemplar bank holds {tuple(bank.shape[-2:])} images, the chains are {tuple(images.shape[-2:])}")
-    bank = bank.to(device=images.device, dtype=images.dtype)
     if images.shape[1] == 1 and bank.shape[1] == 3:
         bank = bank.mean(1, keepdim=True)
     return nearest_exemplars(images, missing, bank, min(EXEMPLARS, len(bank)))
