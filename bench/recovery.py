@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
     steps = args.steps if args.steps is not None else recovery_steps(model)
     step_size = args.step_size if args.step_size is not None else recovery_step_size(model)
     results: dict = {"settings": {**vars(args), "ckpt": str(ckpt), "split": split, "n_test": len(test_paths),
-                                  "langevin_steps": steps, "langevin_step_size": step_size, "model_config": model.model_config}, "methods": {}}
+                                  "langevin_steps": steps, "langevin_step_size": step_size, "langevin_start": start,
+                                  "model_config": model.model_config}, "methods": {}}
     for size64 in args.mask_sizes:
         side = round(size64 * args.image_size / 64)
         masks_t = square_masks(len(images), (args.image_size,) * 2, side,
@@ -303,7 +304,8 @@ def print_table(results: dict, args: argparse.Namespace) -> None:
     sizes = [f"M{s}" for s in args.mask_sizes]
     s = results["settings"]
     print(f"\nTable 2 on {s['n_test']} faces of the {args.draw} draw ({args.image_size}x{args.image_size} grey), "
-          f"{s['langevin_steps']} Langevin steps of {s['langevin_step_size']:g} x {args.n_chains} chain(s){' without noise' if args.no_noise else ''}")
+          f"{s['langevin_steps']} Langevin steps of {s['langevin_step_size']:g} from the {s['langevin_start']} fill "
+          f"x {args.n_chains} chain(s){' without noise' if args.no_noise else ''}")
     header = "| method | " + " | ".join(f"{m} error" for m in sizes) + " | " + " | ".join(f"{m} s/img" for m in sizes) + " |"
     print(header)
     print("|" + "---|" * (1 + 2 * len(sizes)))

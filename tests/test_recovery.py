@@ -438,6 +438,8 @@ def test_exemplars_start_trains_from_the_data_modules_images_and_frame_inpaint_t
     assert inpaint_main([*args, "--out", str(tmp_path / "nobank")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "frame-inpaint: error:" in line]
     assert len(errors) == 1 and "--bank" in errors[0] and not (tmp_path / "nobank").exists()
+    assert inpaint_main([*args, "--out", str(tmp_path / "harmonic"), "--bank", str(bank), "--start", "harmonic"]) == 0
+    assert "frame-inpaint: warning: --bank is left unread" in capsys.readouterr().err  # not silently ignored
     assert inpaint_main([*args, "--out", str(tmp_path / "out"), "--bank", str(bank)]) == 0
     for name, array in arrays.items():
         got = np.asarray(Image.open(tmp_path / "out" / "images" / name))

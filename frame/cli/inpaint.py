@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +157,10 @@ def inpaint(args: argparse.Namespace) -> None:
     check_outputs(reads, folder=args.out)
     items = read_items(args)
     model = load_model(args.ckpt, device=args.device)
-    bank = to_tensor(load_images(list_images(args.bank)), model_size(model)) if args.bank else None
+    start = args.start or (model.recovery.start if model.recovery is not None else "mean")
+    if args.bank and start != "exemplars":
+        warnings.warn(f"--bank is left unread: the holes start at the {start} fill, not the exemplars one")
+    bank = to_tensor(load_images(list_images(args.bank)), model_size(model)) if args.bank and start == "exemplars" else None
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     rows = []
     for path, name, image, grey, missing in items:
