@@ -196,7 +196,8 @@ def test_inpaint_refuses_an_out_folder_that_is_or_lies_in_an_input(world, out, f
      ["--step-size", "'0'"]),
     ("frame-inpaint", ["--ckpt", "ckpt/colour.ckpt", "--input", "photos", "--mask-size", "4", "--out", "o", "--start", "exemplars"],
      ["exemplars", "--bank"]),
-    ("frame-inpaint", ["--ckpt", "ckpt/colour.ckpt", "--input", "photos", "--mask-size", "4", "--out", "o", "--bank", "nowhere"],
+    ("frame-inpaint", ["--ckpt", "ckpt/colour.ckpt", "--input", "photos", "--mask-size", "4", "--out", "o", "--start", "exemplars",
+                       "--bank", "nowhere"],
      ["nowhere"]),
     ("frame-fetch-weights", ["--no-such-flag"], ["--no-such-flag"]),
 ])
