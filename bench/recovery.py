@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:
 from frame.checkpoint import load_model  # noqa: E402
 from frame.data import list_images, load_images, to_tensor  # noqa: E402
 from frame.recovery import BASELINES, LABELS, available_baselines, exemplar_fill, masked_mae  # noqa: E402
-from frame.recovery.inpaint import inpaint, recovery_step_size, recovery_steps  # noqa: E402
+from frame.recovery.inpaint import inpaint, recovery_start, recovery_step_size, recovery_steps  # noqa: E402
 from frame.recovery.masks import STARTS, square_masks  # noqa: E402
 
 #: the paper's Table 2 (CelebA 64x64, 1,000 test images), for reference
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"baselines {sorted(unknown)} are unknown or need opencv-python-headless")
 
     methods = {name: BASELINES[name] for name in names}
-    start = args.start or (model.recovery.start if model.recovery is not None else "mean")
+    start = args.start or recovery_start(model)
     bank = None  # the training faces: the data-driven row's bank, and the exemplars start's
     if args.exemplars or start == "exemplars":
         bank = to_tensor(load_images(train_paths), args.image_size, grayscale=True)

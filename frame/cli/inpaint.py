@@ -36,7 +36,7 @@ from torchvision.utils import save_image
 from frame.checkpoint import load_model
 from frame.cli.common import add_ckpt, add_input, check_outputs, make_parser, positive_float, positive_int, run
 from frame.data import list_images, load_image, load_images, to_tensor
-from frame.recovery.inpaint import inpaint_image, model_size, resize, resize_mask
+from frame.recovery.inpaint import inpaint_image, model_size, recovery_start, resize, resize_mask
 from frame.recovery.masks import STARTS, square_masks
 
 PROG = "frame-inpaint"
@@ -157,7 +157,7 @@ def inpaint(args: argparse.Namespace) -> None:
     check_outputs(reads, folder=args.out)
     items = read_items(args)
     model = load_model(args.ckpt, device=args.device)
-    start = args.start or (model.recovery.start if model.recovery is not None else "mean")
+    start = args.start or recovery_start(model)
     if args.bank and start != "exemplars":
         warnings.warn(f"--bank is left unread: the holes start at the {start} fill, not the exemplars one")
     bank = to_tensor(load_images(list_images(args.bank)), model_size(model)) if args.bank and start == "exemplars" else None

@@ -67,7 +67,7 @@ def inpaint(
     images = images.to(device=device, dtype=torch.float32)
     missing = missing.to(device=device, dtype=torch.bool).expand(images.shape[0], 1, *images.shape[-2:])
     if start is None:
-        start = model.recovery.start if model.recovery is not None else "mean"
+        start = recovery_start(model)
     if n_steps is None:
         n_steps = recovery_steps(model)
     start = start_chains(model.to_input(images), missing, start, model.input_space, bank)
@@ -88,6 +88,12 @@ def inpaint(
     finally:
         sampler.noise, sampler.step_size = saved_noise, saved_step
     return torch.where(missing, total / n_chains, images)
+
+
+def recovery_start(model: FrameModel) -> str:
+    """Where a recovery's holes start unless told: the start the model was trained for recovery
+    with (``model.recovery.start``), else the paper's cold start, ``mean``."""
+    return model.recovery.start if model.recovery is not None else "mean"
 
 
 def recovery_steps(model: FrameModel) -> int:
