@@ -165,16 +165,17 @@ def test_scales_must_grow_and_divide():
         MultigridModel(tiny_energy(), LangevinSampler(), image_size=16)
 
 
-def test_preset_trains_resumes_and_samples_coarse_to_fine(tmp_path):
-    """``train.py experiment=scratch_faces_multigrid`` in a subprocess (tiny: 32 px, 2 chains,
-    2 steps), resumed for one more iteration, then ``frame-sample`` from its checkpoint."""
+def test_multigrid_trains_resumes_and_samples_coarse_to_fine(tmp_path):
+    """``train.py model=multigrid data=faces`` with the multigrid authors' reference (sigma 50,
+    clamped chains, one chain per face) in a subprocess (tiny: 32 px, 2 chains, 2 steps), resumed
+    for one more iteration, then ``frame-sample`` from its checkpoint."""
     folder = tmp_path / "faces"
     folder.mkdir()
     for i in range(4):
         Image.fromarray((torch.rand(40, 40, generator=torch.Generator().manual_seed(i)) * 255).byte().numpy()).save(folder / f"{i}.png")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = ["experiment=scratch_faces_multigrid", "debug=fast", "logger=csv", f"data.root={folder}",
-              "data.batch_size=2", f"paths.output_dir={tmp_path / 'run'}"]
+    common = ["model=multigrid", "data=faces", "model.sampler.sigma=50", "model.sampler.clamp=true", "model.buffer.paired=true",
+              "debug=fast", "logger=csv", f"data.root={folder}", "data.batch_size=2", f"paths.output_dir={tmp_path / 'run'}"]
     first = subprocess.run([sys.executable, "train.py", *common, "trainer.max_steps=2"], cwd=ROOT,
                            capture_output=True, text=True, timeout=300, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
