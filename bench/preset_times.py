@@ -13,7 +13,7 @@ are skipped with a line saying so. Prints a markdown table with the load average
 
 With ``--full`` each preset runs its whole ``trainer.max_steps`` and the table adds gap_rel at the
 end, its minimum and their ratio: a preset runs to its end without slow divergence when the end
-is within 1.5x of the minimum ([4 of 6]). Both are running means over ``--window`` iterations, so
+is within 1.5x of the minimum (the bar in bench/README, "Presets"). Both are running means over ``--window`` iterations, so
 that a minibatch preset's iteration-to-iteration noise does not pass for a climb.
 """
 
