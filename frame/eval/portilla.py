@@ -227,19 +227,21 @@ def ps_score(
     n_crops: int = 32,
     ceiling: Tensor | None = None,
     crop_size: int | None = None,
+    colour: bool | None = None,
     seed: int = 0,
 ) -> PSScore:
     """The samples' distance with its floor and ceiling, all on ``n_crops`` random crops.
 
     Reference: ``n_crops`` crops of the exemplar(s) ``[M, C, H, W]``; floor: ``n_crops`` other
     crops of the exemplar; ceiling: crops of ``ceiling`` (default: uniform white noise the
-    samples' size). ``crop_size`` defaults to :func:`ps_geometry`'s choice.
+    samples' size). ``crop_size`` defaults to :func:`ps_geometry`'s choice; ``colour`` to
+    the exemplar's (:func:`ps_reference`).
     """
     samples, exemplar = as_rgb01(samples), as_rgb01(exemplar)
     if crop_size is None:
         crop_size, _ = ps_geometry(min(samples.shape[-2:]), min(exemplar.shape[-2:]))
     generator = torch.Generator().manual_seed(seed)
-    reference = ps_reference(random_crops(exemplar, crop_size, n_crops, generator))
+    reference = ps_reference(random_crops(exemplar, crop_size, n_crops, generator), colour)
     floor = ps_distance(random_crops(exemplar, crop_size, n_crops, generator), reference)
     value = ps_distance(random_crops(samples, crop_size, n_crops, generator), reference)
     bad = torch.rand(samples.shape, generator=generator) if ceiling is None else as_rgb01(ceiling)
