@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+from frame.cli.eval import main
 from frame.data.images import embedded_images, to_tensor
 from frame.eval import portilla
 from frame.eval.portilla import ps_crop_distances, ps_distance, ps_geometry, ps_reference, ps_scales, ps_score, ps_statistics
@@ -116,13 +118,29 @@ def test_crops_of_another_size_are_refused(textures):
         ps_distance(crops(textures["grass"], size=64), reference)
 
 
-def test_missing_plenoptic_names_the_extra(monkeypatch):
+@pytest.fixture
+def without_plenoptic(monkeypatch):
+    """As if the ``eval`` extra were not installed (the cached models and layouts forgotten before and after)."""
     monkeypatch.setattr(portilla, "PortillaSimoncelli", None)
     portilla._model.cache_clear()
     portilla._layout.cache_clear()
-    try:
-        with pytest.raises(ImportError, match=r"pip install 'frame\[eval\]'"):
-            ps_statistics(torch.rand(2, 1, 32, 32), colour=False)
-    finally:
-        portilla._model.cache_clear()
-        portilla._layout.cache_clear()
+    yield
+    portilla._model.cache_clear()
+    portilla._layout.cache_clear()
+
+
+def test_missing_plenoptic_names_the_extra(without_plenoptic):
+    with pytest.raises(ImportError, match=r"pip install 'frame\[eval\]'"):
+        ps_statistics(torch.rand(2, 1, 32, 32), colour=False)
+
+
+def test_frame_eval_without_plenoptic_says_which_extra_in_one_line(without_plenoptic, tmp_path, capsys):
+    for i in range(2):
+        noise = (torch.rand(64, 64, generator=torch.Generator().manual_seed(i)) * 255).byte().numpy()
+        Image.fromarray(noise).save(tmp_path / f"{i}.png")
+    out = tmp_path / "scores.json"
+    status = main(["--samples", str(tmp_path), "--data", "brick", "--kind", "texture", "--n-crops", "4", "--vgg-source", "random", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.count("\n") == 1 and err.startswith("frame-eval: error: ") and "pip install 'frame[eval]'" in err
+    assert not out.exists()

@@ -147,8 +147,8 @@ class Evaluator:
         if self.crop_size is None:
             self.crop_size = max(16, min(min(self.reference.shape[-2:]) // 2, min(samples.shape[-2:])))
         self._crops_b = self._crops(self.reference, 2)
-        self._texture_b = texture_reference(self.features.maps(self._crops_b), seed=self.seed)
         self._ps_b = ps_reference(self._ps_crops(self._crops_b))
+        self._texture_b = texture_reference(self.features.maps(self._crops_b), seed=self.seed)
 
     def _ps_crops(self, crops: Tensor) -> Tensor:
         """The central square of the first ``PS_CROPS`` crops, at the side the pyramid allows (at most 128 px)."""
