@@ -83,7 +83,7 @@ def test_ranks_own_crops_below_other_textures_below_noise(textures, name):
     exemplar = textures[name][..., :64]  # the left half; the samples come from the right half
     own = ps_score(textures[name][..., 64:], exemplar, n_crops=16)
     others = [ps_score(textures[other][..., 64:], exemplar, n_crops=16).value for other in TEXTURES if other != name]
-    assert 0.8 < own.floor < 1.2  # other crops of the exemplar: about one spread
+    assert abs(own.floor) < 0.2  # other crops of the exemplar: about one spread, log 1 = 0
     assert own.floor < own.value < min(others)
     assert max(others) < own.ceiling
 
@@ -109,7 +109,7 @@ def test_colour_exemplar_is_judged_in_colour_grey_on_luminance(textures):
     assert on_luminance == pytest.approx([on_luminance[0]] * 3)
     in_colour = [ps_distance(crops(x, seed=1), colour) for x in (same, swapped, grey)]
     assert in_colour[0] < in_colour[1] < in_colour[2]
-    assert in_colour[2] > 3 * in_colour[0]
+    assert in_colour[2] - in_colour[0] > 1  # more than e times farther
 
 
 def test_crops_of_another_size_are_refused(textures):

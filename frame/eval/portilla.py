@@ -14,7 +14,11 @@ crops fix, per statistic, a mean, and per group of statistics (one group per key
 ``PortillaSimoncelli.convert_to_dict``, per channel) a spread, the root mean crop-to-crop
 variance of the group's statistics. One crop's distance is
 ``sqrt(mean over groups of mean over the group's statistics of ((x - mean) / spread)^2)``,
-and a set's distance is the mean over its crops. Dividing by the group's spread puts every
+and a set's score is the mean over its crops of the natural log of that distance: the
+distances run from about 1 (the exemplar's own crops) to hundreds (noise), and on the log
+scale another texture or a blurred one sits visibly between the floor and the ceiling instead
+of at a position of a few hundredths (log 2 = 0.69: twice as far as the exemplar's own
+crops). Dividing by the group's spread puts every
 group in the exemplar's own units, so that no group rules by its count or its scale (the
 magnitude auto-correlations are hundreds of numbers, the highpass variance one), while
 within a group the statistics that vary more from crop to crop weigh more, as they should;
@@ -22,12 +26,11 @@ one spread per statistic instead would let near-constant statistics dominate. A 
 statistics hardly vary over the exemplar (the channel correlations of a tinted grey texture
 are all 1) is held to 1% of its statistics' root mean square, not to zero. A flat crop's
 undefined correlations, skew and kurtosis are taken as 0 (a collapsed sampler gets a large
-finite distance, not NaN). The pixel
-minimum and maximum are left out, as plenoptic's own synthesis loss leaves them out: one
-pixel decides them.
+finite distance, not NaN). The pixel minimum and maximum are left out, as plenoptic's own
+synthesis loss leaves them out: one pixel decides them.
 
-Floor and ceiling (:func:`ps_score`): other crops of the exemplar score about 1 (one crop
-differs from the exemplar's mean by one spread per statistic); white noise, or the images
+Floor and ceiling (:func:`ps_score`): other crops of the exemplar score about 0 (one crop
+differs from the exemplar's mean by about one spread per statistic); white noise, or the images
 given as the ceiling, score what a failed sampler scores.
 
 Grey and colour: a grey exemplar (one channel, or three equal ones) is judged on luminance,
@@ -207,10 +210,10 @@ def ps_crop_distances(crops: Tensor, reference: PSReference) -> Tensor:
 
 
 def ps_distance(samples: Tensor, exemplar_crops: Tensor | PSReference) -> float:
-    """Mean Portilla-Simoncelli distance of sample crops to the exemplar (about 1: as close as
-    the exemplar's own crops). Both are square crops of one size ``[N, 1 or 3, s, s]`` in [0, 1]."""
+    """Mean log Portilla-Simoncelli distance of sample crops to the exemplar (about 0: as close
+    as the exemplar's own crops). Both are square crops of one size ``[N, 1 or 3, s, s]`` in [0, 1]."""
     reference = exemplar_crops if isinstance(exemplar_crops, PSReference) else ps_reference(exemplar_crops)
-    return float(ps_crop_distances(samples, reference).mean())
+    return float(ps_crop_distances(samples, reference).log().mean())
 
 
 class PSScore(NamedTuple):
