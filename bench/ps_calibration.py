@@ -3,7 +3,7 @@
     python bench/ps_calibration.py [--sizes 64 128 224] [--n-crops 32] [--threads 2]
 
 Exemplar: the left half of scikit-image's brick at 512 px (grey). Samples: canvases of each
-size cut from the right half of brick, grass and gravel, a box-blurred brick (3 and 5 px) and
+size cut from the right half of brick, grass and gravel, a box-blurred brick (3, 5 and 9 px) and
 white noise; then, at the first size, a colour exemplar (red brick, blue gravel: R = brick, B = gravel, G = their
 mean) against the same colours, the colours swapped and the luminance alone, judged in colour
 and on luminance. Prints value, floor (other exemplar crops), ceiling (noise), position and
@@ -67,6 +67,7 @@ def main() -> None:
         cases = [
             ("brick (other half)", right["brick"]), ("gravel", right["gravel"]), ("grass", right["grass"]),
             ("brick, 3 px blur", blur(right["brick"], 3)), ("brick, 5 px blur", blur(right["brick"], 5)),
+            ("brick, 9 px blur", blur(right["brick"], 9)),
             ("white noise", torch.rand(right["brick"].shape, generator=torch.Generator().manual_seed(2))),
         ]
         for name, image in cases:
