@@ -99,7 +99,7 @@ def ps_geometry(sample_side: int, exemplar_side: int, max_crop: int = MAX_CROP) 
 
 
 def is_grey(images: Tensor) -> bool:
-    """One channel, or three that agree everywhere within half a JPEG step or so."""
+    """One channel, or three that agree everywhere within two grey levels (JPEG rounding)."""
     return images.shape[1] == 1 or bool((images - images[:, :1]).abs().amax() <= GREY_TOLERANCE)
 
 
@@ -114,11 +114,12 @@ def _model(side: int, n_scales: int):
 def _layout(side: int, n_scales: int) -> tuple[Tensor, tuple[str, ...]]:
     """(kept statistic indices, their group names) of the model's output vector."""
     model = _model(side, n_scales)
-    positions = model.convert_to_dict(torch.arange(len(model._representation_scales), dtype=torch.float64)[None, None])
-    names = [""] * len(model._representation_scales)
+    with torch.no_grad():
+        count = model(torch.zeros(1, 1, side, side)).shape[-1]
+    positions = model.convert_to_dict(torch.arange(count, dtype=torch.float64)[None, None])  # each statistic's place
+    names = [""] * count
     for key, where in positions.items():
-        index = where[0, 0]
-        for i, position in enumerate(index.flatten().tolist()):
+        for position in where.flatten().tolist():
             if position == position:  # not the NaN of a redundant statistic
                 names[int(position)] = key
     names[int(positions["pixel_statistics"][0, 0, 4])] = DROPPED[0]
@@ -213,7 +214,7 @@ def ps_distance(samples: Tensor, exemplar_crops: Tensor | PSReference) -> float:
     """Mean log Portilla-Simoncelli distance of sample crops to the exemplar (about 0: as close
     as the exemplar's own crops). Both are square crops of one size ``[N, 1 or 3, s, s]`` in [0, 1]."""
     reference = exemplar_crops if isinstance(exemplar_crops, PSReference) else ps_reference(exemplar_crops)
-    return float(ps_crop_distances(samples, reference).log().mean())
+    return float(ps_crop_distances(samples, reference).clamp_min(1e-6).log().mean())  # a crop equal to the mean: finite
 
 
 class PSScore(NamedTuple):
