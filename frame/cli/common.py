@@ -34,8 +34,8 @@ from frame.nets.weights import WeightsUnavailableError
 
 #: errors in what the user gave: exit status 2
 USER_ERRORS = (OSError, ValueError)
-#: the machine cannot do what was asked: exit status 1
-MACHINE_ERRORS = (WeightsUnavailableError, torch.OutOfMemoryError)
+#: the machine cannot do what was asked: exit status 1 (ImportError: an optional extra is missing, the message names it)
+MACHINE_ERRORS = (WeightsUnavailableError, torch.OutOfMemoryError, ImportError)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -2,7 +2,8 @@
 
 ``evaluate(samples, reference, kind="objects"|"texture")`` -> {metric: Score}; ``format_table``
 prints them. Features: ImageNet VGG-16 (``features``); distribution distances and coverage
-(``distribution``); Gram and sliced Wasserstein texture distances (``texture``); pixel checks
+(``distribution``); Gram and sliced Wasserstein texture distances (``texture``); the
+Portilla-Simoncelli texture distance, outside VGG (``portilla``); pixel checks
 (``pixels``); calibration and the table (``report``). VGG-16 feature distances, not Inception
 FID: not comparable with published FIDs.
 """

@@ -22,8 +22,9 @@ coverage do not change; the Fréchet distance is divided by the square of that n
 ``kind="texture"`` (stationary models, one or several exemplars): samples of any canvas size,
 two independent random crop sets A and B of the exemplar(s) and the ceiling set are cut into
 ``n_crops`` crops of one size and compared with B. Metrics: Gram distance and sliced
-Wasserstein distance over conv1_1..conv5_1 (``frame.eval.texture``), pixel moments, colour
-histogram distance.
+Wasserstein distance over conv1_1..conv5_1 (``frame.eval.texture``), the Portilla-Simoncelli
+distance ``ps`` on the central square of the first ``PS_CROPS`` crops that the steerable
+pyramid can halve (``frame.eval.portilla``, no VGG), pixel moments, colour histogram distance.
 
 The feature metrics are **VGG-16 feature distances, not Inception FID: not comparable with
 published FIDs** (``format_table`` prints this line).
@@ -40,6 +41,7 @@ from torch import Tensor
 from frame.eval.distribution import frechet_distance, kid, prdc
 from frame.eval.features import VGGFeatures, as_rgb01
 from frame.eval.pixels import colour_histogram_distance, distinct_count, pixel_moments
+from frame.eval.portilla import PSReference, ps_distance, ps_geometry, ps_reference
 from frame.eval.texture import TextureReference, gram_distance, random_crops, sliced_wasserstein, texture_reference
 
 NOT_FID = "VGG-16 feature distances, not Inception FID: not comparable with published FIDs"
@@ -47,7 +49,8 @@ KINDS = ("objects", "texture")
 #: metrics where larger is better; every other one is a distance
 HIGHER_IS_BETTER = frozenset({"precision", "recall", "density", "coverage", "distinct"})
 OBJECT_METRICS = ("kid", "fd", "precision", "recall", "density", "coverage", "distinct", "pixel_mean", "pixel_std", "colour_hist")
-TEXTURE_METRICS = ("gram_rel", "swd_rel", "pixel_mean", "pixel_std", "colour_hist")
+TEXTURE_METRICS = ("gram_rel", "swd_rel", "ps", "pixel_mean", "pixel_std", "colour_hist")
+PS_CROPS = 32  # crops per set for the Portilla-Simoncelli distance (its cost grows with their number and area)
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Evaluator:
         self._calibration: tuple[dict[str, float], dict[str, float]] | None = None
         self._crops_b: Tensor | None = None
         self._texture_b: TextureReference | None = None
+        self._ps_b: PSReference | None = None
 
     # ------------------------------------------------------------------ the sets compared
 
@@ -143,7 +147,14 @@ class Evaluator:
         if self.crop_size is None:
             self.crop_size = max(16, min(min(self.reference.shape[-2:]) // 2, min(samples.shape[-2:])))
         self._crops_b = self._crops(self.reference, 2)
+        self._ps_b = ps_reference(self._ps_crops(self._crops_b))
         self._texture_b = texture_reference(self.features.maps(self._crops_b), seed=self.seed)
+
+    def _ps_crops(self, crops: Tensor) -> Tensor:
+        """The central square of the first ``PS_CROPS`` crops, at the side the pyramid allows (at most 128 px)."""
+        side, _ = ps_geometry(self.crop_size, 2 * self.crop_size)
+        top = (self.crop_size - side) // 2
+        return crops[:PS_CROPS, :, top : top + side, top : top + side]
 
     def _crops(self, images: Tensor, salt: int) -> Tensor:
         return random_crops(images, self.crop_size, self.n_crops, self._generator(salt))
@@ -167,6 +178,7 @@ class Evaluator:
     def _texture(self, crops: Tensor) -> dict[str, float]:
         maps = self.features.maps(crops)
         values = {"gram_rel": gram_distance(maps, self._texture_b), "swd_rel": sliced_wasserstein(maps, self._texture_b)}
+        values["ps"] = ps_distance(self._ps_crops(crops), self._ps_b)
         values.update(pixel_moments(crops, self._crops_b))
         values["colour_hist"] = colour_histogram_distance(crops, self._crops_b)
         return values
