@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -61,12 +62,13 @@ def check_category_models(models: Mapping[str, FrameModel], origin: Mapping[str,
 
 def model_log_z(
     model: FrameModel, n_chains: int = 16, n_temperatures: int = 200, steps_per_temperature: int = 1,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, **options: Any,
 ) -> LogZEstimate:
-    """log Z(w) of a model on its own canvas, by AIS from its reference q (``frame.partition``)."""
+    """log Z(w) of a model on its own canvas, by AIS from its reference q (``frame.partition``;
+    `options`: ``step_size``, ``metropolis``, ``start`` of ``annealed_log_z``)."""
     chains = model.buffer.chains
     return annealed_log_z(model.energy, model.sampler, tuple(chains.shape[1:]), n_chains, n_temperatures,
-                          steps_per_temperature, generator=generator, device=chains.device)
+                          steps_per_temperature, generator=generator, device=chains.device, **options)
 
 
 def log_reference(x: Tensor, sigma: float) -> Tensor:

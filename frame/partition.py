@@ -88,6 +88,8 @@ def annealed_log_z(
     step_size: float | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    metropolis: bool = True,
+    start: Tensor | None = None,
 ) -> LogZEstimate:
     """AIS estimate of log Z = log E_q[exp f(I)] for q = N(0, sigma^2) on images of `shape` (C, H, W).
 
@@ -101,15 +103,26 @@ def annealed_log_z(
         steps_per_temperature: Metropolis-adjusted Langevin steps at each b.
         step_size: delta of those steps (default: the sampler's).
         generator: the random stream (the start I_0 ~ q, the proposals, the accept draws).
+        metropolis: accept or reject each Langevin step (MALA, exact). ``False`` keeps every step,
+            as training's sampler does: the chains move at any acceptance, but each T_t leaves a
+            distribution slightly off p_b invariant, so E[W] = Z only up to that error;
+            ``acceptance`` still reports the rate MALA would have had, a gauge of that error.
+        start: chains [n_chains, *shape] that sample p (e.g. a trained model's persistent chains):
+            the walk then runs backwards, from p at b = 1 to q at b = 0, and mean(W) estimates 1/Z
+            (reverse AIS). Forward AIS errs low in log Z (Jensen: E log mean W <= log Z), reverse
+            AIS from true samples of p errs high, so the two bracket log Z (Grosse et al., 2015).
     """
     if n_chains < 1 or steps_per_temperature < 1:
         raise ValueError(f"AIS needs n_chains >= 1 and steps_per_temperature >= 1, got {n_chains} and {steps_per_temperature}")
     exact = LangevinSampler(step_size=step_size or sampler.step_size, sigma=sampler.sigma, precision="fp32",
                             channels_last=sampler.channels_last)
     delta, sigma = exact.step_size, exact.sigma
-    x = exact.prepare(sigma * torch.randn((n_chains, *shape), generator=generator, device=device))
+    if start is None:
+        x = exact.prepare(sigma * torch.randn((n_chains, *shape), generator=generator, device=device))
+    else:
+        x, n_chains = exact.prepare(start.to(device)), len(start)
     f, grad = exact.energy_grad(energy, x)
-    betas = temperatures(n_temperatures).tolist()
+    betas = temperatures(n_temperatures).tolist()[:: 1 if start is None else -1]
     log_w = torch.zeros(n_chains, dtype=torch.float64, device=device)
     accepted = 0.0
     for previous, beta in zip(betas[:-1], betas[1:]):
@@ -124,8 +137,13 @@ def annealed_log_z(
                          - _log_target(f, x, beta, sigma) - _log_proposal(proposal, x, drift, delta))
             u = torch.rand(n_chains, generator=generator, device=device, dtype=torch.float64)
             accept = torch.log(u) < log_ratio
+            accepted += float(accept.double().mean())
+            if not metropolis:
+                accept = torch.ones_like(accept)
             keep = accept.view(-1, *([1] * len(shape)))
             x = torch.where(keep, proposal, x)
             f, grad, drift = torch.where(accept, f_new, f), torch.where(keep, grad_new, grad), torch.where(keep, drift_new, drift)
-            accepted += float(accept.double().mean())
-    return summarise(log_w, accepted / (n_temperatures * steps_per_temperature), x.detach())
+    estimate = summarise(log_w, accepted / (n_temperatures * steps_per_temperature), x.detach())
+    if start is not None:  # mean(W) estimates 1/Z: log Z = -log mean(W), with the same standard error
+        estimate.log_z = -estimate.log_z
+    return estimate

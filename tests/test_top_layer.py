@@ -79,17 +79,31 @@ def test_canvas_must_equal_the_image_size(tiny_extractor):
 
 
 # -- log Z by annealed importance sampling -----------------------------------------------------------
-@pytest.mark.parametrize("sigma", [1.0, 2.0])
-def test_ais_finds_log_z_of_a_linear_energy_on_gaussian_noise(sigma):
-    # f(I) = w . I under q = N(0, sigma^2): Z = E_q[exp(w . I)] = exp(sigma^2 ||w||^2 / 2) exactly
+@pytest.mark.parametrize("sigma, reverse", [(1.0, False), (2.0, False), (1.0, True)])
+def test_ais_finds_log_z_of_a_linear_energy_on_gaussian_noise(sigma, reverse):
+    # f(I) = w . I under q = N(0, sigma^2): Z = E_q[exp(w . I)] = exp(sigma^2 ||w||^2 / 2) exactly, p = N(sigma^2 w, sigma^2)
     w = torch.randn(1, 4, 4, generator=torch.Generator().manual_seed(0))
     exact = sigma**2 * float(w.square().sum()) / 2
+    start = sigma**2 * w + sigma * torch.randn(200, 1, 4, 4, generator=torch.Generator().manual_seed(2)) if reverse else None
     sampler = LangevinSampler(sigma=sigma, step_size=sigma, channels_last=False)
     estimate = annealed_log_z(lambda x: (x * w).flatten(1).sum(1), sampler, (1, 4, 4), n_chains=200, n_temperatures=200,
-                              generator=torch.Generator().manual_seed(1))
+                              generator=torch.Generator().manual_seed(1), start=start)
     assert 0.3 < estimate.acceptance < 1.0  # the Metropolis-Hastings step does reject
     assert estimate.ess > 50
     assert abs(estimate.log_z - exact) < max(4 * estimate.stderr, 0.1), (estimate.log_z, exact, estimate.stderr)
+
+
+def test_unadjusted_ais_keeps_every_step_and_reports_what_mala_would_accept():
+    w = torch.randn(1, 4, 4, generator=torch.Generator().manual_seed(0))
+    f = lambda x: (x * w).flatten(1).sum(1)
+    common = dict(n_chains=50, n_temperatures=20, step_size=1.0)
+    exact = annealed_log_z(f, LangevinSampler(channels_last=False), (1, 4, 4), generator=torch.Generator().manual_seed(4), **common)
+    loose = annealed_log_z(f, LangevinSampler(channels_last=False), (1, 4, 4), generator=torch.Generator().manual_seed(4), metropolis=False, **common)
+    assert 0.3 < loose.acceptance < 1.0
+    start = torch.randn((50, 1, 4, 4), generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(loose.chains, exact.chains)
+    # no step is rejected: every value of every chain has moved away from its start
+    assert (loose.chains != start).flatten(1).all(1).all()
 
 
 def test_ais_without_moves_is_importance_sampling_from_q():

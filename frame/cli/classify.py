@@ -8,7 +8,8 @@ same filters, image size and reference q. The posterior p(c | I) comes from the 
 models' likelihoods p(I | c) = exp(w_c . F(I)) q(I) / Z(w_c), with log Z(w_c) estimated by annealed
 importance sampling from q to p (``frame.partition``: q is Gaussian white noise, sampled exactly, and
 the estimate of Z is unbiased for any number of temperatures; the transitions are Metropolis-adjusted
-Langevin steps, eq. 16). The same classifier is then written as the soft-max of eq. (4) over the
+Langevin steps, eq. 16). The estimate's error grows with how far p is from q: the printed standard
+error and effective number of chains (ESS) say whether to raise --ais-temperatures. The same classifier is then written as the soft-max of eq. (4) over the
 logits w_c . F(I) + log prior_c - log Z(w_c), and the two are checked to agree. --log-z NAME=VALUE
 takes a known log Z(w_c) instead of estimating it (e.g. from an earlier run's printout).
 
@@ -28,7 +29,7 @@ import torch
 
 from frame.checkpoint import load_model
 from frame.classify import bayes_posterior, check_category_models, log_likelihoods, logits, model_log_z, normalised_priors, top_layer_features
-from frame.cli.common import add_input, check_outputs, make_parser, positive_int, run
+from frame.cli.common import add_input, check_outputs, make_parser, positive_float, positive_int, run
 from frame.partition import LogZEstimate
 from frame.scoring import load_folder, model_image_size
 
@@ -59,15 +60,19 @@ def parser() -> argparse.ArgumentParser:
     p = make_parser(PROG, __doc__)
     p.add_argument("--model", type=named(Path), action="append", required=True, metavar="NAME=CKPT",
                    help="a category and its top-layer model's checkpoint (repeat for every category)")
-    p.add_argument("--prior", type=named(float), action="append", default=[], metavar="NAME=P",
+    p.add_argument("--prior", type=named(float), action="append", default=None, metavar="NAME=P",
                    help="prior frequency of a category (all or none; normalised; default: uniform)")
-    p.add_argument("--log-z", type=named(float), action="append", default=[], metavar="NAME=VALUE",
+    p.add_argument("--log-z", type=named(float), action="append", default=None, metavar="NAME=VALUE",
                    help="a known log Z(w_c): skips its estimation")
     add_input(p, "image file or folder to classify (repeatable)")
     p.add_argument("--out", type=Path, default=Path("posteriors.csv"), help="CSV to write (one row per image)")
     p.add_argument("--ais-temperatures", type=positive_int, default=200, help="AIS temperatures from q to p")
     p.add_argument("--ais-chains", type=positive_int, default=16, help="AIS chains per category")
-    p.add_argument("--ais-steps", type=positive_int, default=1, help="Metropolis-adjusted Langevin steps per temperature")
+    p.add_argument("--ais-steps", type=positive_int, default=1, help="Langevin steps per temperature")
+    p.add_argument("--ais-step-size", type=positive_float, default=None, help="delta of the AIS steps (default: the model's)")
+    p.add_argument("--ais-unadjusted", action="store_true",
+                   help="keep every Langevin step (no Metropolis-Hastings test): the chains move at any step size, "
+                        "at the price of a bias in log Z (see frame.partition)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass")
     return p
 
@@ -85,13 +90,13 @@ def classify(args: argparse.Namespace) -> None:
     if args.out.is_dir():
         raise IsADirectoryError(f"--out {args.out} is a folder: give the CSV file to write")
     ckpts: dict[str, Path] = unique(args.model, "--model")
-    known = unique(args.log_z, "--log-z")
+    known = unique(args.log_z or [], "--log-z")
     for name in known:
         if name not in ckpts:
             raise ValueError(f"--log-z {name}=...: {name!r} is not a --model category ({', '.join(ckpts)})")
     check_outputs({"--model": list(ckpts.values()), "--input": args.input}, files=[args.out])
     names = list(ckpts)
-    priors = normalised_priors(names, unique(args.prior, "--prior"))
+    priors = normalised_priors(names, unique(args.prior or [], "--prior"))
     models = {name: load_model(path, device=args.device) for name, path in ckpts.items()}
     check_category_models(models, {name: f"--model {name}={path}" for name, path in ckpts.items()})
     estimates: dict[str, LogZEstimate | None] = {}
@@ -100,7 +105,8 @@ def classify(args: argparse.Namespace) -> None:
             estimates[name] = None
             continue
         generator = torch.Generator(device=args.device).manual_seed(args.seed + i)
-        estimates[name] = model_log_z(model, args.ais_chains, args.ais_temperatures, args.ais_steps, generator)
+        estimates[name] = model_log_z(model, args.ais_chains, args.ais_temperatures, args.ais_steps, generator,
+                                      step_size=args.ais_step_size, metropolis=not args.ais_unadjusted)
     log_z = torch.tensor([known[n] if estimates[n] is None else estimates[n].log_z for n in names], dtype=torch.float64)
     print(log_z_table(names, log_z, estimates))
     first = models[names[0]]
