@@ -20,17 +20,13 @@ from frame.models.base import FrameModel
 from frame.nets.weights import random_state_dict
 from frame.partition import annealed_log_z, summarise
 from frame.sampling import LangevinSampler
+from tests.test_energy import filled_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def top_layer(extractor, seed: int) -> TopLayerEnergy:
-    energy = TopLayerEnergy(extractor)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for w in energy.weights.values():
-            w.copy_(torch.randn(w.shape, generator=g))
-    return energy
+    return filled_weights(TopLayerEnergy(extractor), seed)
 
 
 # -- the energy ----------------------------------------------------------------------------------

@@ -90,6 +90,8 @@ def classify(args: argparse.Namespace) -> None:
     if args.out.is_dir():
         raise IsADirectoryError(f"--out {args.out} is a folder: give the CSV file to write")
     ckpts: dict[str, Path] = unique(args.model, "--model")
+    if len(ckpts) < 2:
+        raise ValueError(f"the Bayes classifier needs models of at least two categories, got {len(ckpts)}: give --model NAME=CKPT per category")
     known = unique(args.log_z or [], "--log-z")
     for name in known:
         if name not in ckpts:
