@@ -36,9 +36,10 @@ class LogZEstimate:
 
     ``stderr`` is the delta-method standard error of log mean(W) over the chains,
     sd(W) / (sqrt(n) mean(W)), reliable only when ``ess`` (the effective number of chains,
-    (sum W)^2 / sum W^2) is not far below n; independent runs (other seeds) measure the spread
-    directly. ``acceptance`` is the mean Metropolis-Hastings acceptance of the transitions;
-    ``chains`` the chains at b = 1 (weighted by W, they are samples of p).
+    (sum W)^2 / sum W^2) is not far below n: when one chain carries all the weight (ESS 1) it
+    is 1 whatever the true error, and only independent runs (other seeds) measure the spread.
+    ``acceptance`` is the mean Metropolis-Hastings acceptance of the transitions; ``chains`` the
+    chains at the walk's end (forward: at b = 1, weighted by W they are samples of p).
     """
 
     log_z: float

@@ -23,6 +23,7 @@ import argparse
 import csv
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -109,6 +110,9 @@ def classify(args: argparse.Namespace) -> None:
         generator = torch.Generator(device=args.device).manual_seed(args.seed + i)
         estimates[name] = model_log_z(model, args.ais_chains, args.ais_temperatures, args.ais_steps, generator,
                                       step_size=args.ais_step_size, metropolis=not args.ais_unadjusted)
+        if args.ais_chains > 1 and estimates[name].ess < 2:
+            warnings.warn(f"log Z({name}): one AIS chain carries all the weight (ESS {estimates[name].ess:.1f} of {args.ais_chains}), "
+                          "so its stderr says nothing: raise --ais-temperatures, or compare runs with other --seed values")
     log_z = torch.tensor([known[n] if estimates[n] is None else estimates[n].log_z for n in names], dtype=torch.float64)
     print(log_z_table(names, log_z, estimates))
     first = models[names[0]]
