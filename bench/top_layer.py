@@ -1,6 +1,6 @@
 """Top-layer FRAME models (eq. 24) of two categories as a Bayes classifier, against logistic regression (eq. 4).
 
-    python bench/top_layer.py                                  # faces vs natural images, ~20 min on 2 cores
+    python bench/top_layer.py                                  # faces vs natural images, ~20 min on 2 shared cores
     python bench/top_layer.py --iterations 60 --ais-temperatures 100   # longer
 
 Trains one ``model=top_layer`` model (conv5_3 pooled to K = 512 features, grey, ``--size`` px) per
