@@ -39,6 +39,8 @@ ALLOWED_TARGETS = frozenset({
     "frame.energies.LinearNonStationaryEnergy",
     "frame.energies.linear_frame.LinearStationaryEnergy",
     "frame.energies.linear_frame.LinearNonStationaryEnergy",
+    "frame.energies.TopLayerEnergy",
+    "frame.energies.top_layer.TopLayerEnergy",
     "frame.nets.FilterBank",
     "frame.nets.filter_bank.FilterBank",
     "frame.nets.VGG16Features",

@@ -151,7 +151,7 @@ def test_energies_that_say_they_are_linear_in_their_features_are():
     from tests.conftest import TinyExtractor
 
     linear = [c for c in _energy_classes() if c.linear_in_features]
-    assert {c.__name__ for c in linear} == {"NonStationaryEnergy", "StationaryEnergy"}
+    assert {c.__name__ for c in linear} == {"NonStationaryEnergy", "StationaryEnergy", "TopLayerEnergy"}
     for cls in linear:
         energy = cls(TinyExtractor(), 8) if cls.positional else cls(TinyExtractor())
         with torch.no_grad():

@@ -18,7 +18,7 @@ from tests.conftest import CONF_DIR
 
 PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 ENERGIES = {"nonstationary": "NonStationaryEnergy", "stationary": "StationaryEnergy",
-            "gconvnet": "GConvNetEnergy", "scratch": "ScratchEnergy"}
+            "gconvnet": "GConvNetEnergy", "scratch": "ScratchEnergy", "top_layer": "TopLayerEnergy"}
 
 
 def compose_train(*overrides: str):

@@ -6,8 +6,9 @@ from frame.energies.gconvnet import GConvNetEnergy
 from frame.energies.linear_frame import LinearNonStationaryEnergy, LinearStationaryEnergy
 from frame.energies.multigrid import MultigridEnergy
 from frame.energies.scratch import ScratchEnergy
+from frame.energies.top_layer import TopLayerEnergy
 
 __all__ = [
     "Energy", "DeepFrameEnergy", "NonStationaryEnergy", "StationaryEnergy", "GConvNetEnergy", "ScratchEnergy", "MultigridEnergy",
-    "LinearStationaryEnergy", "LinearNonStationaryEnergy",
+    "LinearStationaryEnergy", "LinearNonStationaryEnergy", "TopLayerEnergy",
 ]
