@@ -52,7 +52,7 @@ def copy_scores(distances: Tensor, typical: float, threshold: float = COPY_THRES
     ``threshold``), and ``copy_ratio``, the median ratio to ``typical``, the median
     nearest-training distance of real images the model did not see (1: like a new real image)."""
     ratios = distances / max(typical, 1e-12)
-    return {"copies": float((ratios < threshold).double().mean()), "copy_ratio": float(ratios.median())}
+    return {"copies": float((ratios < threshold).double().mean()), "copy_ratio": float(ratios.quantile(0.5))}
 
 
 def held_out_distances(training: Tensor) -> Tensor:

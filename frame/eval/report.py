@@ -166,7 +166,7 @@ class Evaluator:
             self._features_b = raw_b / self.feature_scale
             # copies: every reference image's distance to its nearest other one (a new real image's)
             self._held_out = held_out_distances(self.reference)
-            self._typical = float(self._held_out.median())
+            self._typical = float(self._held_out.quantile(0.5))
         self._calibration: tuple[dict[str, float], dict[str, float]] | None = None
         self._c2st_calibration: tuple[dict[str, float], dict[str, float]] | None = None
         self._crops_b: Tensor | None = None
