@@ -360,6 +360,12 @@ def test_callback_logs_eval_metrics_next_to_training_metrics(tmp_path, faces):
     assert "eval/kid" in trainer.callback_metrics
 
 
+def test_callback_c2st_every_n_steps_is_a_multiple_of_every_n_steps():
+    assert EvalMetrics(every_n_steps=50, c2st_every_n_steps=100, source="random").c2st_every_n_steps == 100
+    with pytest.raises(ValueError, match=r"callbacks.eval_metrics.c2st_every_n_steps must be a multiple of every_n_steps \(50\)"):
+        EvalMetrics(every_n_steps=50, c2st_every_n_steps=75, source="random")
+
+
 def test_callback_needs_enough_chains(tmp_path, faces):
     callback = EvalMetrics(every_n_steps=1, n_samples=4, source="random", min_size=32)
     trainer = pl.Trainer(max_steps=1, logger=False, callbacks=[callback], enable_progress_bar=False,

@@ -149,7 +149,7 @@ def c2st(
     a: Tensor,
     b: Tensor,
     folds: int = 5,
-    epochs: int = 10,
+    epochs: int = 30,
     batch_size: int = 16,
     lr: float = 3e-3,
     crop: float | None = None,

@@ -137,7 +137,7 @@ class Evaluator:
         cache_dir: str | None = None,
         c2st: bool = True,
         c2st_folds: int = 5,
-        c2st_epochs: int = 10,
+        c2st_epochs: int = 30,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
