@@ -309,7 +309,8 @@ class Evaluator:
     def setup(self) -> str:
         """One line saying what was compared with what."""
         ceiling = "the given images" if self.ceiling is not None else "white noise"
-        ceiling += f" (copies: the training images; grid_peak: {GRID_PEAK_BAD}, a visible grid)"
+        copies = "copies: the training images; " if self.kind == "objects" else ""
+        ceiling += f" ({copies}grid_peak: {GRID_PEAK_BAD}, a visible grid)"
         if self.kind == "objects":
             taps = "+".join(self.features.layers)
             return (
