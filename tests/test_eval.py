@@ -21,7 +21,7 @@ from frame.data.images import embedded_images, to_tensor
 from frame.eval import NOT_FID, Evaluator, Score, VGGFeatures, format_table
 from frame.eval.distribution import Precomputed, frechet_distance, kid, prdc
 from frame.eval.pixels import colour_histogram_distance, distinct_count, pixel_moments
-from frame.eval.report import OBJECT_METRICS, TEXTURE_METRICS
+from frame.eval.report import C2ST_METRICS, OBJECT_METRICS, TEXTURE_METRICS, VGG_NOTE
 from frame.eval.texture import gram_distance, random_crops, sliced_wasserstein, texture_reference
 
 # ----------------------------------------------------------------------------- fixtures
@@ -39,8 +39,11 @@ def faces() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def face_evaluator(features, faces) -> Evaluator:
-    """Reference: faces 50-99 (held out: 25, floor: 25 others); samples come from faces 0-49."""
-    return Evaluator(faces[50:], "objects", features=features)
+    """Reference: faces 50-99 (held out: 25, floor: 25 others); samples come from faces 0-49.
+
+    Without the two-sample classifier (seconds per set; tests/test_eval_pixels.py calibrates it).
+    """
+    return Evaluator(faces[50:], "objects", features=features, c2st=False)
 
 
 @pytest.fixture(scope="module")
@@ -209,9 +212,15 @@ def assert_near_floor_far_for_noise(
 def test_object_metrics_near_floor_for_two_halves_far_for_noise(face_evaluator, faces):
     halves = face_evaluator(faces[:50])  # samples: 25 of 50 other faces
     noise = face_evaluator(noise_like(faces[:50]))
-    assert set(halves) == set(OBJECT_METRICS)
+    assert set(halves) == set(OBJECT_METRICS) - set(C2ST_METRICS)
     distinct = halves.pop("distinct")  # noise is as diverse as faces; collapse is distinct's failure
     assert distinct.value == distinct.floor == 25 and distinct.ceiling == 1
+    # copies' failure is memorising (ceiling: the training images themselves), grid_peak's a grid
+    # (ceiling: 1.5): noise has neither, real faces neither
+    copies, ratio, grid = halves.pop("copies"), halves.pop("copy_ratio"), halves.pop("grid_peak")
+    assert copies.value == copies.floor == noise["copies"].value == 0 and copies.ceiling == 1
+    assert ratio.floor == 1 and ratio.ceiling == 0 and 0.8 < ratio.value < 1.2 < noise["copy_ratio"].value
+    assert grid.value < grid.ceiling == 1.5 and noise["grid_peak"].value < 1.5
     # at 25 images density wanders; the pixel mean of 25 faces wanders by about as much as
     # noise's mean grey differs from the faces' (the pixel std tells noise apart)
     assert_near_floor_far_for_noise(halves, noise, loose={"density": (0.4, 3), "pixel_mean": (0.7, 0)})
@@ -261,23 +270,29 @@ def test_kid_and_fd_rank_training_trained_step1_noise(face_evaluator, faces):
 
 def test_texture_metrics_near_floor_for_two_crop_sets_far_for_noise(features, brick):
     left, right = brick[..., :64], brick[..., 64:]  # two halves of one exemplar, 128 x 64 each
-    evaluator = Evaluator(left, "texture", features=features, n_crops=16)
+    evaluator = Evaluator(left, "texture", features=features, n_crops=16, c2st=False)
     halves = evaluator(right)
     noise = evaluator(noise_like(right))
     assert evaluator.crop_size == 32
-    assert set(halves) == set(TEXTURE_METRICS)
+    assert set(halves) == set(TEXTURE_METRICS) - set(C2ST_METRICS)
+    grid = halves.pop("grid_peak")  # its failure is a grid; neither the brick nor noise has one
+    assert grid.value < grid.ceiling == 1.5 and noise["grid_peak"].value < 1.5
     assert_near_floor_far_for_noise(halves, noise, loose={})
 
 
 def test_format_table_says_what_it_is():
-    results = {"kid": Score(0.5, 0.0, 1.0, std=0.1), "coverage": Score(0.5, 1.0, 0.0)}
+    results = {"kid": Score(0.5, 0.0, 1.0, std=0.1), "coverage": Score(0.5, 1.0, 0.0),
+               "c2st_acc": Score(0.9, 0.5, 1.0, interval=(0.81, 0.95))}
     table = format_table(results, "setup line")
     lines = table.splitlines()
     assert lines[0] == NOT_FID == "VGG-16 feature distances, not Inception FID: not comparable with published FIDs"
     assert lines[1] == "setup line"
-    assert "floor" in lines[2] and "ceiling" in lines[2]
-    assert lines[3].split()[:5] == ["kid", "0.5", "+-", "0.1", "0"]
-    assert lines[4].split() == ["coverage", "0.5", "1", "0", "0.50", "higher"]
+    assert "floor" in lines[2] and "ceiling" in lines[2] and lines[2].split()[-1] == "judge"
+    assert lines[3].split()[:5] == ["kid", "0.5", "+-", "0.1", "0"] and lines[3].split()[-1] == "VGG*"
+    assert lines[4].split() == ["coverage", "0.5", "1", "0", "0.50", "higher", "VGG*"]
+    assert lines[5].split() == ["c2st_acc", "0.9", "[0.81,", "0.95]", "0.5", "1", "0.80", "lower", "pixels"]
+    assert lines[-1] == VGG_NOTE and "VGG features the model is trained on" in VGG_NOTE
+    assert VGG_NOTE not in format_table({"c2st_acc": results["c2st_acc"]})
 
 
 @pytest.mark.real_weights
@@ -332,11 +347,23 @@ def test_callback_logs_eval_metrics_next_to_training_metrics(tmp_path, faces):
     evals = [row for row in rows if row.get("eval/kid")]
     assert [int(row["step"]) for row in evals] == [1, 3]  # steps 2 and 4, under Lightning's step numbering
     for key in ("eval/kid", "eval/kid_std", "eval/kid_floor", "eval/kid_ceiling", "eval/fd", "eval/coverage",
-                "eval/recall", "eval/distinct", "eval/pixel_mean", "eval/colour_hist"):
+                "eval/recall", "eval/distinct", "eval/pixel_mean", "eval/colour_hist", "eval/spectrum", "eval/grid_peak",
+                "eval/copies", "eval/copy_ratio"):
         assert all(np.isfinite(float(row[key])) for row in evals), key
+    # the classifier once, after the last step (Lightning's counter has moved on to 4 by then)
+    c2st = [row for row in rows if row.get("eval/c2st_acc")]
+    assert [int(row["step"]) for row in c2st] == [4]
+    for key in ("eval/c2st_acc", "eval/c2st_acc_low", "eval/c2st_acc_high", "eval/c2st_acc_floor", "eval/c2st_auc"):
+        assert 0 <= float(c2st[0][key]) <= 1, key
     assert float(evals[-1]["eval/kid"]) < float(evals[0]["eval/kid"])  # chains closer to the faces
     assert {int(row["step"]) for row in rows if row.get("train/loss")} >= {1, 3}
     assert "eval/kid" in trainer.callback_metrics
+
+
+def test_callback_c2st_every_n_steps_is_a_multiple_of_every_n_steps():
+    assert EvalMetrics(every_n_steps=50, c2st_every_n_steps=100, source="random").c2st_every_n_steps == 100
+    with pytest.raises(ValueError, match=r"callbacks.eval_metrics.c2st_every_n_steps must be a multiple of every_n_steps \(50\)"):
+        EvalMetrics(every_n_steps=50, c2st_every_n_steps=75, source="random")
 
 
 def test_callback_needs_enough_chains(tmp_path, faces):

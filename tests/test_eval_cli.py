@@ -25,7 +25,7 @@ from frame.callbacks import EvalMetrics
 from frame.cli.eval import main
 from frame.data.images import embedded_images, to_tensor
 from frame.eval import NOT_FID
-from frame.eval.report import OBJECT_METRICS
+from frame.eval.report import C2ST_METRICS, OBJECT_METRICS, VGG_METRICS, VGG_NOTE
 from tests.conftest import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,12 @@ def test_fresh_samples_against_the_runs_data(run, tmp_path):
     lines = done.stdout.splitlines()
     assert lines[0] == NOT_FID
     assert lines[2].split()[:4] == ["metric", "value", "floor", "(real)"]
-    assert [line.split()[0] for line in lines[3 : 3 + len(OBJECT_METRICS)]] == list(OBJECT_METRICS)
+    rows = {line.split()[0]: line.split() for line in lines[3 : 3 + len(OBJECT_METRICS)]}
+    assert list(rows) == list(OBJECT_METRICS)
+    for name, cells in rows.items():  # the VGG rows marked, the pixel rows beside them
+        assert cells[-1] == ("VGG*" if name in VGG_METRICS else "pixels"), cells
+    assert rows["c2st_acc"][2].startswith("[") and rows["c2st_acc"][3].endswith("]")  # the 95% interval
+    assert VGG_NOTE in lines
     assert "reference: 100 images, the training images of" in done.stdout  # data.embedded=lfw_faces, from the run
     report = json.loads(out.read_text())
     assert report["note"] == NOT_FID and report["kind"] == "objects"
@@ -70,6 +75,12 @@ def test_fresh_samples_against_the_runs_data(run, tmp_path):
     for name, score in report["metrics"].items():
         assert isinstance(score["value"], float) and isinstance(score["floor"], float), name
     assert report["metrics"]["kid"]["std"] is not None
+    assert report["metrics"]["kid"]["judge"] == "VGG features the model is trained on"
+    for name in (*C2ST_METRICS, "spectrum", "grid_peak", "copies", "copy_ratio"):
+        assert report["metrics"][name]["judge"] == "pixels", name
+    low, high = report["metrics"]["c2st_acc"]["interval"]
+    assert 0 <= low <= report["metrics"]["c2st_acc"]["value"] <= high <= 1
+    assert report["metrics"]["copies"]["ceiling"] == 1 and report["metrics"]["grid_peak"]["ceiling"] == 1.5
 
 
 def test_too_few_samples_is_one_line(run):

@@ -9,8 +9,14 @@ logged as ``eval/<metric>`` to every logger of the run (W&B history, metrics.csv
 features and the floor and ceiling are computed once, at the first evaluation.
 
 ``kind="objects"``: ``eval/kid`` (+ ``eval/kid_std``), ``eval/fd``, ``eval/precision``,
-``eval/recall``, ``eval/density``, ``eval/coverage``, ``eval/distinct``, pixel checks.
-``kind="texture"``: ``eval/gram_rel``, ``eval/swd_rel``, pixel checks.
+``eval/recall``, ``eval/density``, ``eval/coverage``, ``eval/distinct``, pixel checks, and the
+measures outside VGG-16 that cost milliseconds: ``eval/spectrum``, ``eval/grid_peak``,
+``eval/copies``, ``eval/copy_ratio``.
+``kind="texture"``: ``eval/gram_rel``, ``eval/swd_rel``, pixel checks, ``eval/spectrum``,
+``eval/grid_peak``.
+The two-sample classifier (``eval/c2st_acc``, ``eval/c2st_auc``, with ``_low``/``_high``, the
+95% interval) trains a convnet several times over, seconds to a minute: it runs once at the end
+of the run (``c2st_at_end``) and, on request, every ``c2st_every_n_steps`` steps.
 ``kind="auto"`` (the default config's): objects when there are at least 12 training images and
 6 chains (what KID and coverage need), else texture (one exemplar, or a few).
 VGG-16 feature distances, not Inception FID: not comparable with published FIDs.
@@ -46,7 +52,9 @@ class EvalMetrics(EveryNSteps):
         min_size: objects: images are upsampled to at least this side before VGG-16.
         n_crops: texture: crops per compared set.
         log_calibration: also log ``eval/<metric>_floor`` and ``eval/<metric>_ceiling``.
-        seed: splits, crops, noise and KID subsets (the global random state is untouched).
+        seed: splits, crops, noise, KID subsets and the classifier (the global random state is untouched).
+        c2st_at_end: run the two-sample classifier after the last step.
+        c2st_every_n_steps: also run it every this many steps (a multiple of ``every_n_steps``; None: only at the end).
     """
 
     def __init__(
@@ -61,8 +69,15 @@ class EvalMetrics(EveryNSteps):
         n_crops: int = 32,
         log_calibration: bool = True,
         seed: int = 0,
+        c2st_at_end: bool = True,
+        c2st_every_n_steps: int | None = None,
     ) -> None:
         super().__init__(every_n_steps, "eval_metrics")
+        if c2st_every_n_steps is not None and (c2st_every_n_steps < 1 or c2st_every_n_steps % self.every_n_steps):
+            raise ValueError(
+                f"callbacks.eval_metrics.c2st_every_n_steps must be a multiple of every_n_steps ({self.every_n_steps}) "
+                f"or null, got {c2st_every_n_steps}"
+            )
         if kind not in (*KINDS, "auto"):
             raise ValueError(f"callbacks.eval_metrics.kind must be one of {(*KINDS, 'auto')}, got {kind!r}")
         if max_reference is not None and max_reference < 12:
@@ -76,7 +91,10 @@ class EvalMetrics(EveryNSteps):
         self.n_crops = n_crops
         self.log_calibration = log_calibration
         self.seed = seed
+        self.c2st_at_end = c2st_at_end
+        self.c2st_every_n_steps = c2st_every_n_steps
         self.evaluator: Evaluator | None = None
+        self._c2st_step = -1
 
     def _reference(self, trainer: pl.Trainer) -> Tensor:
         datamodule = getattr(trainer, "datamodule", None)
@@ -109,24 +127,51 @@ class EvalMetrics(EveryNSteps):
                     f"(model.n_chains) and 12 training images"
                 )
             self.evaluator = Evaluator(
-                reference, self.kind, features=features, n=n, n_crops=self.n_crops, seed=self.seed,
+                reference, self.kind, features=features, n=n, n_crops=self.n_crops, seed=self.seed, c2st=False,
             )
         return self.evaluator
 
-    def scores(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, Score]:
-        """The chains' scores now (the first call builds the features and the calibration)."""
+    def _images(self, pl_module: Any) -> Tensor:
         with torch.no_grad():
-            images = pl_module.to_images(pl_module.buffer.chains[: self.n_samples]).detach().float().cpu()
-        return self._evaluator(trainer, pl_module, len(images))(images)
+            return pl_module.to_images(pl_module.buffer.chains[: self.n_samples]).detach().float().cpu()
+
+    def scores(self, trainer: pl.Trainer, pl_module: Any, c2st: bool = False) -> dict[str, Score]:
+        """The chains' scores now (the first call builds the features and the calibration); ``c2st``: with the classifier's."""
+        images = self._images(pl_module)
+        return self._evaluator(trainer, pl_module, len(images))(images, c2st=c2st)
+
+    def c2st_scores(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, Score]:
+        """The two-sample classifier's rows alone, now (the request path: seconds to a minute)."""
+        images = self._images(pl_module)
+        return self._evaluator(trainer, pl_module, len(images)).c2st_scores(images)
 
     @rank_zero_only
     def run(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        """Scores the chains and logs ``eval/*``."""
+        """Scores the chains and logs ``eval/*`` (with the classifier's rows every ``c2st_every_n_steps``)."""
+        step = trainer.global_step
+        c2st = self.c2st_every_n_steps is not None and step % self.c2st_every_n_steps == 0
+        self._log(trainer, self.scores(trainer, pl_module, c2st=c2st))
+        if c2st:
+            self._c2st_step = step
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        super().on_train_end(trainer, pl_module)  # the last step's scores, unless already logged
+        if self.c2st_at_end and self.last_batch is not None and self._c2st_step != trainer.global_step:
+            self._log_c2st(trainer, pl_module)
+
+    @rank_zero_only
+    def _log_c2st(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._log(trainer, self.c2st_scores(trainer, pl_module))
+        self._c2st_step = trainer.global_step
+
+    def _log(self, trainer: pl.Trainer, scores: dict[str, Score]) -> None:
         metrics: dict[str, float] = {}
-        for name, score in self.scores(trainer, pl_module).items():
+        for name, score in scores.items():
             metrics[f"eval/{name}"] = score.value
             if score.std is not None:
                 metrics[f"eval/{name}_std"] = score.std
+            if score.interval is not None:
+                metrics[f"eval/{name}_low"], metrics[f"eval/{name}_high"] = score.interval
             if self.log_calibration:
                 metrics[f"eval/{name}_floor"] = score.floor
                 metrics[f"eval/{name}_ceiling"] = score.ceiling

@@ -16,10 +16,17 @@ grey reference. --kind auto scores objects (KID, Fréchet distance, precision, r
 density, coverage, distinct samples, pixel checks) when the reference holds at least 12
 images, else texture (Gram and sliced Wasserstein distances on crops, pixel checks).
 
+Beside them, measures in pixels that owe nothing to VGG-16 (frame.eval.c2st, spectra,
+copies): c2st_acc and c2st_auc, how well a small convnet trained from scratch tells the
+samples from real images (held out, with a 95% interval; 0.5 = indistinguishable; --no-c2st
+leaves these slow rows out), spectrum and grid_peak (power spectra; a grid shows as a
+grid_peak above 1.5), copies and copy_ratio (near-copies of training images).
+
 Every metric is printed next to its floor (real images against real images) and its
-ceiling (white noise). These are VGG-16 feature distances (--vgg-source: the ImageNet Caffe
-weights, fetched once like train.py's), not Inception FID: not comparable with published
-FIDs. The JSON (--out; default <ckpt>_eval.json, or <samples>_eval.json next to the first
+ceiling (white noise). The VGG rows (marked VGG*) are VGG-16 feature distances (--vgg-source:
+the ImageNet Caffe weights, fetched once like train.py's), not Inception FID: not comparable
+with published FIDs, and computed on the network whose features the model is trained on.
+The JSON (--out; default <ckpt>_eval.json, or <samples>_eval.json next to the first
 --samples path) holds the same numbers.
 """
 
@@ -39,7 +46,7 @@ from frame.cli.common import check_outputs, make_parser, positive_int, run
 from frame.data import EMBEDDED_IMAGES, ImageDataModule, list_images, to_tensor
 from frame.data.images import load_readable
 from frame.eval import NOT_FID, Evaluator, VGGFeatures, format_table
-from frame.eval.report import HIGHER_IS_BETTER, Score
+from frame.eval.report import HIGHER_IS_BETTER, Score, judge
 from frame.runs import data_config, run_of
 from frame.synthesis import INITS, draw
 
@@ -67,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="images per Langevin batch and per VGG-16 pass (default: every chain at once, 50 images per pass)")
     p.add_argument("--n-crops", type=positive_int, default=64, help="texture: crops per compared set")
+    p.add_argument("--no-c2st", dest="c2st", action="store_false",
+                   help="leave out the two-sample classifier (c2st_acc, c2st_auc): the slow rows")
     p.add_argument("--vgg-source", default="caffe",
                    help="the judge's VGG-16 weights: caffe, torchvision, a state-dict path, or random (dry runs only)")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default: see above)")
@@ -153,6 +162,8 @@ def as_json(results: dict[str, Score]) -> dict[str, dict[str, Any]]:
             "value": number(score.value), "std": number(score.std), "floor": number(score.floor),
             "ceiling": number(score.ceiling), "position": number(score.position),
             "better": "higher" if name in HIGHER_IS_BETTER else "lower",
+            "interval": None if score.interval is None else [number(x) for x in score.interval],
+            "judge": "VGG features the model is trained on" if judge(name) == "VGG*" else "pixels",
         }
         for name, score in results.items()
     }
@@ -189,7 +200,7 @@ def evaluate(args: argparse.Namespace) -> None:
     taps = {"layers": ()} if kind == "texture" else {"texture_layers": ()}  # run VGG-16 only as deep as needed
     features = VGGFeatures(source=args.vgg_source, batch_size=args.batch_size or 50, **taps).to(args.device)
     options = {"n_crops": args.n_crops} if kind == "texture" else {"n": min(len(samples), len(reference) // 2)}
-    evaluator = Evaluator(reference, kind, features=features, k=K, seed=args.seed, **options)
+    evaluator = Evaluator(reference, kind, features=features, k=K, seed=args.seed, c2st=args.c2st, **options)
     results = evaluator(samples)
     seconds = time.perf_counter() - began
 

@@ -26,8 +26,28 @@ Wasserstein distance over conv1_1..conv5_1 (``frame.eval.texture``), the Portill
 distance ``ps`` on the central square of the first ``PS_CROPS`` crops that the steerable
 pyramid can halve (``frame.eval.portilla``, no VGG), pixel moments, colour histogram distance.
 
+Measures outside VGG-16, in pixels (both kinds, after the VGG rows): ``c2st_acc`` and
+``c2st_auc``, the held-out accuracy and AUC of a convnet trained from scratch to tell the
+samples from real images (``frame.eval.c2st``; with a 95% interval; 1/2 = indistinguishable;
+the slow one: ``c2st=False`` leaves it out); ``spectrum``, the distance of the radially
+averaged log power spectra, and ``grid_peak``, the samples' power at the periods 2, 4, 8 and
+16 px relative to the real images' (``frame.eval.spectra``; its ceiling is 1.5, the level of a
+visible grid, since noise has no grid); objects only: ``copies``, the fraction of samples that
+are near-copies of a training image, and ``copy_ratio``, their median distance to the nearest
+training image relative to a real image's (``frame.eval.copies``; the floor: every reference
+image searched for among the others; the ceiling: training images themselves, 1 and 0).
+
 The feature metrics are **VGG-16 feature distances, not Inception FID: not comparable with
-published FIDs** (``format_table`` prints this line).
+published FIDs** (``format_table`` prints this line); the table marks them "VGG*": computed
+on the ImageNet VGG-16 whose feature statistics FRAME models are trained to match, so they are
+partly blind to what such a model gets wrong. The pixel rows are not.
+
+A further measure plugs in at one place: its keys go into ``OBJECT_METRICS`` and/or
+``TEXTURE_METRICS`` (the table's order), its raw values into the dicts of
+:meth:`Evaluator._pixels` (one set against real images; it serves the samples, the floor and
+the ceiling alike), and a lower-is-better distance needs nothing else (``HIGHER_IS_BETTER``,
+``VGG_METRICS`` otherwise). ``frame-eval``'s table and JSON and the ``EvalMetrics`` callback
+show every key the evaluator returns.
 """
 
 from __future__ import annotations
@@ -38,18 +58,31 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from frame.eval.c2st import c2st
+from frame.eval.copies import copy_scores, held_out_distances, nearest_distances
 from frame.eval.distribution import frechet_distance, kid, prdc
 from frame.eval.features import VGGFeatures, as_rgb01
 from frame.eval.pixels import colour_histogram_distance, distinct_count, pixel_moments
 from frame.eval.portilla import PSReference, ps_distance, ps_geometry, ps_reference
+from frame.eval.spectra import GRID_PEAK_BAD, grid_peak, spectrum_distance
 from frame.eval.texture import TextureReference, gram_distance, random_crops, sliced_wasserstein, texture_reference
 
 NOT_FID = "VGG-16 feature distances, not Inception FID: not comparable with published FIDs"
+VGG_NOTE = "VGG*: VGG features the model is trained on (the ImageNet VGG-16 whose statistics FRAME models match)"
 KINDS = ("objects", "texture")
 #: metrics where larger is better; every other one is a distance
-HIGHER_IS_BETTER = frozenset({"precision", "recall", "density", "coverage", "distinct"})
-OBJECT_METRICS = ("kid", "fd", "precision", "recall", "density", "coverage", "distinct", "pixel_mean", "pixel_std", "colour_hist")
-TEXTURE_METRICS = ("gram_rel", "swd_rel", "ps", "pixel_mean", "pixel_std", "colour_hist")
+HIGHER_IS_BETTER = frozenset({"precision", "recall", "density", "coverage", "distinct", "copy_ratio"})
+#: metrics computed on VGG-16 features (the table marks them)
+VGG_METRICS = frozenset({"kid", "fd", "precision", "recall", "density", "coverage", "gram_rel", "swd_rel"})
+#: the two-sample classifier's rows (the slow measure)
+C2ST_METRICS = ("c2st_acc", "c2st_auc")
+OBJECT_METRICS = (
+    "kid", "fd", "precision", "recall", "density", "coverage", "distinct", "pixel_mean", "pixel_std", "colour_hist",
+    *C2ST_METRICS, "spectrum", "grid_peak", "copies", "copy_ratio",
+)
+TEXTURE_METRICS = ("gram_rel", "swd_rel", "ps", "pixel_mean", "pixel_std", "colour_hist", *C2ST_METRICS, "spectrum", "grid_peak")
+#: textures: the classifier trains on random crops of this fraction of each crop's side
+C2ST_CROP = 0.75
 PS_CROPS = 32  # crops per set for the Portilla-Simoncelli distance (its cost grows with their number and area)
 
 
@@ -61,6 +94,7 @@ class Score:
     floor: float
     ceiling: float
     std: float | None = None
+    interval: tuple[float, float] | None = None  # the value's 95% interval, where the metric has one
 
     @property
     def position(self) -> float:
@@ -84,7 +118,10 @@ class Evaluator:
         n_crops: texture: crops per compared set.
         distinct_threshold: RMS pixel distance under which two samples count as one.
         k: neighbours of precision/recall/density/coverage.
-        seed: the split, crops, noise and KID subsets.
+        seed: the split, crops, noise, KID subsets and the classifier.
+        c2st: score the two-sample classifier rows (seconds per call; ``__call__`` can
+            override it per call).
+        c2st_folds, c2st_epochs: the classifier's cross-validation folds and epochs.
     """
 
     def __init__(
@@ -101,6 +138,9 @@ class Evaluator:
         seed: int = 0,
         source: str = "caffe",
         cache_dir: str | None = None,
+        c2st: bool = True,
+        c2st_folds: int = 5,
+        c2st_epochs: int = 30,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -113,6 +153,8 @@ class Evaluator:
         self.distinct_threshold = float(distinct_threshold)
         self.k = int(k)
         self.seed = int(seed)
+        self.c2st = bool(c2st)
+        self.c2st_folds, self.c2st_epochs = int(c2st_folds), int(c2st_epochs)
         generator = torch.Generator().manual_seed(self.seed)
         if kind == "objects":
             if len(self.reference) < 2 * (self.k + 1):
@@ -125,7 +167,11 @@ class Evaluator:
             # one number for every set: the kernel's x.y / D is then about 1, as with Inception features
             self.feature_scale = float(raw_b.pow(2).mean().sqrt().clamp_min(1e-12))
             self._features_b = raw_b / self.feature_scale
+            # copies: every reference image's distance to its nearest other one (a new real image's)
+            self._held_out = held_out_distances(self.reference)
+            self._typical = float(self._held_out.quantile(0.5))
         self._calibration: tuple[dict[str, float], dict[str, float]] | None = None
+        self._c2st_calibration: tuple[dict[str, float], dict[str, float]] | None = None
         self._crops_b: Tensor | None = None
         self._texture_b: TextureReference | None = None
         self._ps_b: PSReference | None = None
@@ -173,6 +219,7 @@ class Evaluator:
         values["distinct"] = float(distinct_count(images, self.distinct_threshold))
         values.update(pixel_moments(images, self.half_b))
         values["colour_hist"] = colour_histogram_distance(images, self.half_b)
+        values.update(self._pixels(images, self.half_b))
         return values
 
     def _texture(self, crops: Tensor) -> dict[str, float]:
@@ -181,46 +228,101 @@ class Evaluator:
         values["ps"] = ps_distance(self._ps_crops(crops), self._ps_b)
         values.update(pixel_moments(crops, self._crops_b))
         values["colour_hist"] = colour_histogram_distance(crops, self._crops_b)
+        values.update(self._pixels(crops, self._crops_b))
         return values
 
-    def raw(self, samples: Tensor) -> dict[str, float]:
-        """The samples' metrics alone (no calibration): ``kid``, ``kid_std``, ``fd``, ... or ``gram_rel``, ..."""
+    def _pixels(self, images: Tensor, real: Tensor) -> dict[str, float]:
+        """The cheap measures outside VGG-16 of one set against the real set (spectra; objects: copies)."""
+        values = {"spectrum": spectrum_distance(images, real), "grid_peak": grid_peak(images, real)}
+        if self.kind == "objects":
+            values.update(copy_scores(nearest_distances(images, self.reference), self._typical))
+        return values
+
+    def _c2st(self, images: Tensor, real: Tensor) -> dict[str, float]:
+        """The two-sample classifier of one set against the real set: accuracy and AUC, each with its interval."""
+        result = c2st(images, real, folds=self.c2st_folds, epochs=self.c2st_epochs,
+                      crop=C2ST_CROP if self.kind == "texture" else None, seed=self.seed)
+        return {
+            "c2st_acc": result.accuracy, "c2st_acc_low": result.accuracy_interval[0],
+            "c2st_acc_high": result.accuracy_interval[1], "c2st_auc": result.auc, "c2st_auc_low": result.auc_interval[0],
+            "c2st_auc_high": result.auc_interval[1], "c2st_p": result.p_value,
+        }
+
+    def _sets(self, samples: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(samples, floor set, ceiling set, real set) as compared: objects subsets of n, texture crops."""
         samples = as_rgb01(samples).cpu()
         if self.kind == "objects":
-            return self._objects(self._subset(samples, 1))
+            bad = self.ceiling if self.ceiling is not None else self._noise(self.half_a)
+            return self._subset(samples, 1), self._subset(self.half_a, 4), self._subset(bad, 5), self.half_b
         self._prepare_texture(samples)
-        return self._texture(self._crops(samples, 3))
+        bad = self.ceiling if self.ceiling is not None else self._noise(samples)
+        return self._crops(samples, 3), self._crops(self.reference, 4), self._crops(bad, 5), self._crops_b
 
-    def calibration(self, like: Tensor) -> tuple[dict[str, float], dict[str, float]]:
-        """(floor, ceiling) raw metrics, computed once (``like``: samples, for sizes)."""
+    def _raw(self, images: Tensor) -> dict[str, float]:
+        return self._objects(images) if self.kind == "objects" else self._texture(images)
+
+    def raw(self, samples: Tensor, c2st: bool = False) -> dict[str, float]:
+        """The samples' metrics alone (no calibration): ``kid``, ``kid_std``, ``fd``, ... or ``gram_rel``, ...
+
+        ``c2st``: also the classifier's ``c2st_acc``, ``c2st_auc`` (with ``_low``/``_high``) and ``c2st_p``.
+        """
+        images, _, _, real = self._sets(samples)
+        values = self._raw(images)
+        if c2st:
+            values.update(self._c2st(images, real))
+        return values
+
+    def calibration(self, like: Tensor, c2st: bool = False) -> tuple[dict[str, float], dict[str, float]]:
+        """(floor, ceiling) raw metrics, computed once (``like``: samples, for sizes); ``c2st``: with the classifier's."""
         if self._calibration is None:
-            like = as_rgb01(like).cpu()
+            _, floor_set, ceiling_set, _ = self._sets(like)
+            floor, ceiling = self._raw(floor_set), self._raw(ceiling_set)
             if self.kind == "objects":
-                floor = self._objects(self._subset(self.half_a, 4))
-                bad = self.ceiling if self.ceiling is not None else self._noise(self.half_a)
-                ceiling = self._objects(self._subset(bad, 5))
                 ceiling["distinct"] = 1.0  # the failure distinct counts is collapse: one image repeated
-            else:
-                self._prepare_texture(like)
-                floor = self._texture(self._crops(self.reference, 4))
-                bad = self.ceiling if self.ceiling is not None else self._noise(like)
-                ceiling = self._texture(self._crops(bad, 5))
+                # the failure copies count is memorising: training images themselves, at distance 0
+                ceiling.update(copies=1.0, copy_ratio=0.0)
+                floor.update(copy_scores(self._held_out, self._typical))  # every reference image among the others
+            # noise has no grid: the ceiling of grid_peak is the level where a grid is there to see
+            ceiling["grid_peak"] = GRID_PEAK_BAD
             self._calibration = (floor, ceiling)
-        return self._calibration
+        if c2st and self._c2st_calibration is None:
+            _, floor_set, ceiling_set, real = self._sets(like)
+            self._c2st_calibration = (self._c2st(floor_set, real), self._c2st(ceiling_set, real))
+        if not c2st:
+            return self._calibration
+        return (
+            {**self._calibration[0], **self._c2st_calibration[0]},
+            {**self._calibration[1], **self._c2st_calibration[1]},
+        )
 
-    def __call__(self, samples: Tensor) -> dict[str, Score]:
-        """One :class:`Score` per metric of the kind (``OBJECT_METRICS`` or ``TEXTURE_METRICS``)."""
-        floor, ceiling = self.calibration(samples)
-        values = self.raw(samples)
+    def __call__(self, samples: Tensor, c2st: bool | None = None) -> dict[str, Score]:
+        """One :class:`Score` per metric of the kind (``OBJECT_METRICS`` or ``TEXTURE_METRICS``).
+
+        ``c2st``: with the classifier's rows (default: the evaluator's ``c2st``).
+        """
+        c2st = self.c2st if c2st is None else c2st
+        floor, ceiling = self.calibration(samples, c2st)
+        values = self.raw(samples, c2st)
         names = OBJECT_METRICS if self.kind == "objects" else TEXTURE_METRICS
-        return {
-            name: Score(values[name], floor[name], ceiling[name], values.get(f"{name}_std"))
-            for name in names
-        }
+        return {name: self._score(name, values, floor, ceiling) for name in names if name in values}
+
+    def c2st_scores(self, samples: Tensor) -> dict[str, Score]:
+        """The classifier's rows alone (``c2st_acc``, ``c2st_auc``)."""
+        floor, ceiling = self.calibration(samples, c2st=True)
+        images, _, _, real = self._sets(samples)
+        values = self._c2st(images, real)
+        return {name: self._score(name, values, floor, ceiling) for name in C2ST_METRICS}
+
+    @staticmethod
+    def _score(name: str, values: dict[str, float], floor: dict[str, float], ceiling: dict[str, float]) -> Score:
+        interval = (values[f"{name}_low"], values[f"{name}_high"]) if f"{name}_low" in values else None
+        return Score(values[name], floor[name], ceiling[name], values.get(f"{name}_std"), interval)
 
     def setup(self) -> str:
         """One line saying what was compared with what."""
         ceiling = "the given images" if self.ceiling is not None else "white noise"
+        copies = "copies: the training images; " if self.kind == "objects" else ""
+        ceiling += f" ({copies}grid_peak: {GRID_PEAK_BAD}, a visible grid)"
         if self.kind == "objects":
             taps = "+".join(self.features.layers)
             return (
@@ -250,19 +352,28 @@ def _number(x: float) -> str:
 
 
 def format_table(results: dict[str, Score], setup: str | None = None) -> str:
-    """A plain-text table: metric, value (+- std), floor, ceiling, position, which way is better."""
+    """A plain-text table: metric, value (+- std or [95% interval]), floor, ceiling, position, which way is better, judge."""
     lines = [NOT_FID]
     if setup:
         lines.append(setup)
-    header = ("metric", "value", "floor (real)", "ceiling", "position", "better")
+    header = ("metric", "value", "floor (real)", "ceiling", "position", "better", "judge")
     rows = [header]
     for name, score in results.items():
         value = _number(score.value) + (f" +- {score.std:.2g}" if score.std is not None else "")
+        if score.interval is not None:
+            value += f" [{score.interval[0]:.2f}, {score.interval[1]:.2f}]"
         rows.append((
             name, value, _number(score.floor), _number(score.ceiling), f"{score.position:.2f}",
-            "higher" if name in HIGHER_IS_BETTER else "lower",
+            "higher" if name in HIGHER_IS_BETTER else "lower", judge(name),
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.append("position: 0 = as good as real images (floor), 1 = as bad as the ceiling")
+    if any(name in VGG_METRICS for name in results):
+        lines.append(VGG_NOTE)
     return "\n".join(lines)
+
+
+def judge(name: str) -> str:
+    """``VGG*`` for the metrics on VGG-16 features the model is trained on, else ``pixels``."""
+    return "VGG*" if name in VGG_METRICS else "pixels"
