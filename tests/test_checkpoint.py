@@ -76,3 +76,31 @@ def test_a_bf16_checkpoint_samples_in_fp32_where_bf16_is_slow(fast, monkeypatch)
     with pytest.warns(UserWarning, match=r"legacy_scratch\.ckpt: model\.sampler\.precision=bf16 runs far slower"):
         model = load_model(DATA / "legacy_scratch.ckpt")
     assert model.sampler.precision == "auto"
+
+
+@pytest.mark.parametrize("name, energy", [("format2_recovery.ckpt", "NonStationaryEnergy"), ("format2_stationary.ckpt", "StationaryEnergy")])
+def test_checkpoints_of_the_current_format_load_and_resume(name, energy, tmp_path, monkeypatch):
+    """Written by frame in format 2 (a recovery model and a plain one): they rebuild, recover and resume."""
+    from frame.recovery.inpaint import recovery_step_size, recovery_steps
+    from frame.training import train
+    from tests.test_training import make_cfg, read_metric
+
+    monkeypatch.setattr(vgg, "load_vgg16_state_dict", lambda *a, **k: pytest.fail("read a weight source"))
+    raw = torch.load(DATA / name, weights_only=True)
+    model = load_model(DATA / name)
+    assert type(model.energy).__name__ == energy
+    for key, value in raw["state_dict"].items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(model.state_dict()[key], value, msg=key)
+    assert torch.equal(model.buffer.get_extra_state()["state"], raw["state_dict"]["buffer._extra_state"]["state"])
+    recovery = raw["frame"]["model_config"]["recovery"]
+    assert (recovery_steps(model), recovery_step_size(model)) == ((80, 0.05) if recovery else (model.sampler.n_steps, model.sampler.step_size))
+    monkeypatch.undo()
+    (tmp_path / "old").mkdir()
+    resumed = tmp_path / "old" / name
+    resumed.write_bytes((DATA / name).read_bytes())
+    preset = ["experiment=vgg_recovery", "data.batch_size=4"] if recovery else ["model=stationary", "data=texture"]
+    train(make_cfg(tmp_path / "run", *preset, "model.energy.extractor.layers=[conv1_1]", "data.image_size=16",
+                   f"model.buffer.n_chains={raw['frame']['model_config']['buffer']['n_chains']}", "trainer.max_steps=3",
+                   f"ckpt_path={resumed}"))
+    assert len(read_metric(tmp_path / "run", "train/gap_rel")) == 1  # steps 1-2 came from the checkpoint
