@@ -15,12 +15,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import hydra
+import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from frame.input_space import network_space
 from frame.models.base import FrameModel
+from frame.nets.vgg import CHECKPOINT_SOURCE
 from frame.sampling import fast_bf16
-from frame.training import build_model, self_contained
 
 #: what a stored model config may build
 ALLOWED_TARGETS = frozenset({
@@ -131,6 +134,27 @@ def load_failure(err: Exception) -> str:
         return type(err).__name__
     first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
     return first.split(". ")[0][:200]
+
+
+def build_model(model_cfg: DictConfig) -> pl.LightningModule:
+    """The LightningModule of ``model_cfg``; its resolved config rides along into checkpoints,
+    with no path of this machine in it (``self_contained``)."""
+    model = hydra.utils.instantiate(model_cfg)
+    model.model_config = self_contained(OmegaConf.to_container(model_cfg, resolve=True))
+    return model
+
+
+def self_contained(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with every filter bank taking its weights from the checkpoint, not a source."""
+    if isinstance(config, dict):
+        config = {k: self_contained(v) for k, v in config.items()}
+        if config.get("_target_", "").endswith("VGG16Features"):
+            config["input_space"] = network_space(config.get("source", "caffe"), config.get("input_space")).name
+            config["source"] = CHECKPOINT_SOURCE
+            config.pop("cache_dir", None)
+    elif isinstance(config, list):
+        config = [self_contained(v) for v in config]
+    return config
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> FrameModel:

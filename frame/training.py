@@ -19,8 +19,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from frame.callbacks.checkpointing import AtomicCheckpointIO, StopOnSignal, checkpoint_folder, requeued_checkpoint
 from frame.callbacks.divergence import DivergenceError, DivergenceGuard
-from frame.input_space import network_space
-from frame.nets.vgg import CHECKPOINT_SOURCE
+from frame.checkpoint import build_model, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +80,6 @@ def instantiate_group(cfg: DictConfig | None) -> list[Any]:
         return []
     return [hydra.utils.instantiate(entry) for entry in cfg.values() if entry is not None and "_target_" in entry]
 
-def build_model(model_cfg: DictConfig) -> pl.LightningModule:
-    """The LightningModule of ``model_cfg``; its resolved config rides along into checkpoints,
-    with no path of this machine in it (``self_contained``)."""
-    model = hydra.utils.instantiate(model_cfg)
-    model.model_config = self_contained(OmegaConf.to_container(model_cfg, resolve=True))
-    return model
-
 def prepare_data(cfg: DictConfig) -> pl.LightningDataModule:
     """The data module; ``data.grayscale=auto`` becomes true or false from the images, before
     the model is built, so that grey images (R = G = B) give grey chains (``${data.grayscale}``
@@ -98,18 +90,6 @@ def prepare_data(cfg: DictConfig) -> pl.LightningDataModule:
         cfg.data.grayscale = datamodule.grayscale
     return datamodule
 
-
-def self_contained(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` with every filter bank taking its weights from the checkpoint, not a source."""
-    if isinstance(config, dict):
-        config = {k: self_contained(v) for k, v in config.items()}
-        if config.get("_target_", "").endswith("VGG16Features"):
-            config["input_space"] = network_space(config.get("source", "caffe"), config.get("input_space")).name
-            config["source"] = CHECKPOINT_SOURCE
-            config.pop("cache_dir", None)
-    elif isinstance(config, list):
-        config = [self_contained(v) for v in config]
-    return config
 
 def prepare_wandb(cfg: DictConfig) -> None:
     """W&B never waits for a network by default: offline unless the user asks otherwise."""
@@ -162,8 +142,6 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
     (``frame.checkpoint.read_checkpoint``): Lightning only loads one that passed. A `new_run`
     refuses a checkpoint folder that already holds another run's checkpoints.
     """
-    from frame.checkpoint import read_checkpoint  # here: frame.checkpoint imports this module
-
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else None
     pl.seed_everything(cfg.seed, workers=True)
     prepare_wandb(cfg)
@@ -268,8 +246,6 @@ def init_layers(model: pl.LightningModule, ckpt_path: str) -> None:
     """Layer-by-layer growth (Section 7.3): the lowest layers of a net learned from scratch
     start from those of a shallower net's checkpoint (``init_from=...``, with
     ``model.energy.frozen_layers`` to keep them fixed). A resumed run's checkpoint then wins."""
-    from frame.checkpoint import read_checkpoint  # here: frame.checkpoint imports this module
-
     if not hasattr(model.energy, "load_layers"):
         raise ValueError(f"init_from: {type(model.energy).__name__} has no layers learned from scratch to initialise")
     model.energy.load_layers(read_checkpoint(ckpt_path)["state_dict"])

@@ -4,6 +4,8 @@
 Trainer) writes each checkpoint to a temporary file in the target folder, then renames it:
 a killed run never leaves half a checkpoint, and a folder that cannot be written raises
 ``CheckpointWriteError`` naming it (Lightning's own writer swallows a ``PermissionError``).
+It reads a checkpoint to resume from through ``frame.checkpoint.read_checkpoint`` (the
+allow-list, and the upgrade of older formats), so the model itself never reads files.
 
 ``StopOnSignal`` (also added to every run) turns SIGTERM (what Slurm and Kubernetes send
 before killing), SIGUSR1 (off Slurm's auto-requeue, which keeps Lightning's own handler) and a
@@ -27,6 +29,8 @@ import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from frame.checkpoint import read_checkpoint
 
 
 class CheckpointWriteError(OSError):
@@ -80,6 +84,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
             raise
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """The checkpoint at `path` read safely and upgraded to the current format."""
+        if "://" in str(path):  # a remote store: Lightning's own reader
+            return super().load_checkpoint(path, weights_only=True)
+        return read_checkpoint(path)
 
 
 def check_writable(folder: Path) -> None:

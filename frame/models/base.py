@@ -97,7 +97,7 @@ class FrameModel(pl.LightningModule):
         self.exemplar_bank: Tensor | None = None
         self._lr_factors: dict[str, Tensor] | None = None
         self._observed: tuple[Tensor, dict[str, Tensor]] | None = None
-        #: the resolved config this module was built from (``frame.training.build_model``
+        #: the resolved config this module was built from (``frame.checkpoint.build_model``
         #: sets it); stored in checkpoints so that the commands can rebuild the model
         self.model_config: dict[str, Any] | None = None
 
@@ -264,9 +264,8 @@ class FrameModel(pl.LightningModule):
         checkpoint["frame"] = {"format": 2, "energy": type(self.energy).__name__, "model_config": self.model_config}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from frame.checkpoint import upgrade  # here: frame.checkpoint builds models
-
-        saved = upgrade(checkpoint)["frame"].get("energy")
+        # read and upgraded by the run's CheckpointIO (``frame.callbacks.AtomicCheckpointIO``)
+        saved = checkpoint["frame"].get("energy")
         if saved is not None and saved != type(self.energy).__name__:
             raise ValueError(
                 f"this checkpoint holds a model with a {saved} but the run builds one with a "

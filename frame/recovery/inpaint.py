@@ -17,16 +17,16 @@ any size (the command ``frame-inpaint`` calls it for every file):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from frame.recovery.masks import fill_missing, start_chains
 
-if TYPE_CHECKING:
-    from frame.models.base import FrameModel
+#: a trained ``frame.models.FrameModel``, whose training chains (``frame.models.base``) start from
+#: this package's masks: named, not imported, so that the two packages import one way
+FrameModel = pl.LightningModule
 
 
 def inpaint(
