@@ -18,6 +18,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from frame.input_space import network_space
@@ -136,10 +137,21 @@ def load_failure(err: Exception) -> str:
     return first.split(". ")[0][:200]
 
 
+def instantiate(cfg: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``; a constructor's own ``ValueError`` (whose message names the
+    config key) comes out as it is, not wrapped in Hydra's ``InstantiationException``."""
+    try:
+        return hydra.utils.instantiate(cfg, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
+
+
 def build_model(model_cfg: DictConfig) -> pl.LightningModule:
     """The LightningModule of ``model_cfg``; its resolved config rides along into checkpoints,
     with no path of this machine in it (``self_contained``)."""
-    model = hydra.utils.instantiate(model_cfg)
+    model = instantiate(model_cfg)
     model.model_config = self_contained(OmegaConf.to_container(model_cfg, resolve=True))
     return model
 

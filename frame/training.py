@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from frame.callbacks.checkpointing import AtomicCheckpointIO, StopOnSignal, checkpoint_folder, requeued_checkpoint
 from frame.callbacks.divergence import DivergenceError, DivergenceGuard
-from frame.checkpoint import build_model, read_checkpoint
+from frame.checkpoint import build_model, instantiate, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -29,62 +27,34 @@ warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
 # microsecond on one machine still get two folders
 OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
 
-def _int(v: Any) -> bool:
+def require(ok: bool, key: str, expected: str, value: Any) -> None:
+    """Raises ``ValueError`` naming the config `key` unless `ok`."""
+    if not ok:
+        raise ValueError(f"{key} must be {expected}, got {value!r}")
+
+def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
-def _real(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-#: numeric keys with a valid range, checked before anything is built: (key, test, what it must be)
-RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("seed", lambda v: _int(v) and 0 <= v < 2**32, "an integer in [0, 2**32)"),
-    ("trainer.max_steps", lambda v: _int(v) and (v >= 1 or v == -1), "an integer >= 1 (or -1: no limit)"),
-    ("trainer.max_epochs", lambda v: v is None or _int(v) and (v >= 1 or v == -1), "an integer >= 1, -1 or null"),
-    ("trainer.log_every_n_steps", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("trainer.accumulate_grad_batches", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("model.image_size", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("model.canvas_size", lambda v: v is None or _int(v) and v >= 1, "an integer >= 1 or null"),
-    ("model.sampler.n_steps", lambda v: _int(v) and v >= 1, "an integer >= 1 (Langevin steps per learning iteration)"),
-    ("model.sampler.step_size", lambda v: _real(v) and v > 0, "a number > 0"),
-    ("model.sampler.sigma", lambda v: _real(v) and v > 0, "a number > 0"),
-    ("model.buffer.n_chains", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("model.buffer.reinit_fraction", lambda v: _real(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    ("model.optimizer.lr", lambda v: _real(v) and v > 0, "a number > 0"),
-    ("model.optimizer.momentum", lambda v: _real(v) and v >= 0, "a number >= 0"),
-    ("model.optimizer.weight_decay", lambda v: _real(v) and v >= 0, "a number >= 0"),
-    ("data.image_size", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("data.batch_size", lambda v: v is None or _int(v) and v >= 1, "an integer >= 1 or null (every image)"),
-    ("data.steps_per_epoch", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("data.num_workers", lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    ("callbacks.model_checkpoint.every_n_train_steps", lambda v: v is None or _int(v) and v >= 0, "an integer >= 0"),
-    ("callbacks.model_checkpoint.save_top_k", lambda v: _int(v) and v >= -1, "an integer >= -1"),
-    ("callbacks.sample_grid.every_n_steps", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("callbacks.sample_grid.max_images", lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    ("callbacks.divergence_guard.max_abs_energy", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-     "a number > 0"),
-    ("rollback.max_times", lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    ("rollback.factor", lambda v: _real(v) and 0 < v < 1, "a number in (0, 1)"),
-)
-_ABSENT = object()
-
-def check_ranges(cfg: DictConfig) -> None:
-    """Raises ``ValueError`` naming the first key of ``RANGES`` whose value is out of range."""
-    for key, valid, expected in RANGES:
-        value = OmegaConf.select(cfg, key, default=_ABSENT)
-        if value is not _ABSENT and not valid(value):
-            raise ValueError(f"{key} must be {expected}, got {value!r}")
+def check_trainer(trainer_cfg: DictConfig) -> None:
+    """The Trainer's settings that its own checks would not name the key of (or not refuse)."""
+    steps, epochs = trainer_cfg.get("max_steps", -1), trainer_cfg.get("max_epochs")
+    require(is_int(steps) and (steps >= 1 or steps == -1), "trainer.max_steps", "an integer >= 1 (or -1: no limit)", steps)
+    require(epochs is None or is_int(epochs) and (epochs >= 1 or epochs == -1), "trainer.max_epochs", "an integer >= 1, -1 or null", epochs)
+    for key in ("log_every_n_steps", "accumulate_grad_batches"):
+        value = trainer_cfg.get(key, 1)
+        require(is_int(value) and value >= 1, f"trainer.{key}", "an integer >= 1", value)
 
 def instantiate_group(cfg: DictConfig | None) -> list[Any]:
     """Instantiates every entry of a config group such as ``callbacks`` or ``logger``."""
     if not cfg:
         return []
-    return [hydra.utils.instantiate(entry) for entry in cfg.values() if entry is not None and "_target_" in entry]
+    return [instantiate(entry) for entry in cfg.values() if entry is not None and "_target_" in entry]
 
 def prepare_data(cfg: DictConfig) -> pl.LightningDataModule:
     """The data module; ``data.grayscale=auto`` becomes true or false from the images, before
     the model is built, so that grey images (R = G = B) give grey chains (``${data.grayscale}``
     in the model config)."""
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = instantiate(cfg.data)
     if cfg.data.get("grayscale") == "auto":
         datamodule.setup("fit")
         cfg.data.grayscale = datamodule.grayscale
@@ -115,11 +85,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     rate multiplied by ``rollback.factor``, up to that many times; otherwise the error ends
     the run.
     """
-    check_ranges(cfg)
     if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path: no checkpoint file at {cfg.ckpt_path}")
     rollback = cfg.get("rollback") or {}
-    max_times, factor = int(rollback.get("max_times", 0)), float(rollback.get("factor", 0.5))
+    max_times, factor = rollback.get("max_times", 0), rollback.get("factor", 0.5)
+    require(is_int(max_times) and max_times >= 0, "rollback.max_times", "an integer >= 0", max_times)
+    require(isinstance(factor, (int, float)) and not isinstance(factor, bool) and 0 < factor < 1, "rollback.factor",
+            "a number in (0, 1)", factor)
     ckpt_path, backoff = cfg.get("ckpt_path"), 1.0
     for attempt in range(max_times + 1):
         try:
@@ -135,6 +107,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
             ckpt_path = err.last_good
     raise AssertionError("unreachable")
 
+def backed_off(model_cfg: DictConfig, backoff: float) -> DictConfig:
+    """The model config of a rolled-back attempt: the Langevin step size times `backoff` (the
+    learning rate follows in ``DivergenceGuard``, in the optimizer the checkpoint restores)."""
+    if backoff == 1.0:
+        return model_cfg
+    model_cfg = OmegaConf.create(OmegaConf.to_container(model_cfg, resolve=True))
+    model_cfg.sampler.step_size = float(model_cfg.sampler.step_size) * backoff
+    return model_cfg
+
 def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: bool = True) -> dict[str, float]:
     """One ``Trainer.fit``; `backoff` multiplies the step size and the learning rate (rollbacks).
 
@@ -142,11 +123,13 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
     (``frame.checkpoint.read_checkpoint``): Lightning only loads one that passed. A `new_run`
     refuses a checkpoint folder that already holds another run's checkpoints.
     """
+    require(is_int(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", "an integer in [0, 2**32)", cfg.seed)
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else None
+    check_trainer(cfg.trainer)
     pl.seed_everything(cfg.seed, workers=True)
     prepare_wandb(cfg)
     datamodule = prepare_data(cfg)
-    model = build_model(cfg.model)
+    model = build_model(backed_off(cfg.model, backoff))
     if checkpoint is not None:
         check_resumable(model, checkpoint, ckpt_path)
     if cfg.get("init_from"):

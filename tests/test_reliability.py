@@ -209,13 +209,17 @@ def test_rollback_resumes_from_the_checkpoint_this_run_wrote(tmp_path, caplog):
     decoy.write_bytes((tmp_path / "other" / "checkpoints" / "last.ckpt").read_bytes())
     mine = tmp_path / "mine"
     caplog.set_level(logging.WARNING)
+    cfg = diverging(tmp_path, f"callbacks.model_checkpoint.dirpath={mine}", "rollback.max_times=1")
     with pytest.raises(DivergenceError, match=str(mine)):
-        train(diverging(tmp_path, f"callbacks.model_checkpoint.dirpath={mine}", "rollback.max_times=1"))
+        train(cfg)
     rollbacks = [r.getMessage() for r in caplog.records if "Rolling back" in r.getMessage()]
     assert len(rollbacks) == 1 and f"Rolling back to {mine / 'last.ckpt'} " in rollbacks[0]
     assert decoy.read_bytes() == (tmp_path / "other" / "checkpoints" / "last.ckpt").read_bytes()
     diagnostic = max(mine.glob("diverged_step*.ckpt"))  # written again by the resumed attempt
     assert read_checkpoint(diagnostic)["callbacks"]["DivergenceGuard"]["backoff"] == 0.5
+    # the resumed attempt's sampler was built with half the step size; the run's config is untouched
+    assert read_checkpoint(diagnostic)["frame"]["model_config"]["sampler"]["step_size"] == 0.5 * cfg.model.sampler.step_size
+    assert read_checkpoint(mine / "last.ckpt")["frame"]["model_config"]["sampler"]["step_size"] == cfg.model.sampler.step_size
 
 
 # -- configuration errors name their key ----------------------------------------------------------
@@ -246,6 +250,13 @@ def test_unknown_key_or_option_is_one_line_naming_it(tmp_path, override, fragmen
     ("trainer.max_steps=0", "trainer.max_steps"),
     ("rollback.factor=1.5", "rollback.factor"),
     ("data.steps_per_epoch=0", "data.steps_per_epoch"),
+    ("seed=-1", "seed"),
+    ("model.sampler.sigma=0", "model.sampler.sigma"),
+    ("model.image_size=0", "model.image_size"),
+    ("model.buffer.reinit_fraction=2", "model.buffer.reinit_fraction"),
+    ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps"),
+    ("callbacks.sample_grid.max_images=0", "callbacks.sample_grid.max_images"),
+    ("callbacks.model_checkpoint.save_top_k=-2", "callbacks.model_checkpoint.save_top_k"),
 ])
 def test_out_of_range_value_fails_naming_the_key(tmp_path, override, key):
     with pytest.raises(ValueError, match=rf"^{key} must be"):

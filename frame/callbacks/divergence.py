@@ -15,8 +15,9 @@ checkpoint and raises ``DivergenceError`` naming the layer and the quantity.
 
 A rollback (``frame.training.train`` with ``rollback.max_times`` > 0) resumes from the last
 good checkpoint with ``backoff`` < 1: the Langevin step size and the learning rate are
-multiplied by it. The backoff is saved in checkpoints, so a second rollback compounds
-correctly from a checkpoint written after the first.
+multiplied by it (the step size in the config, before the sampler is built; the learning rate
+here, in the optimizer the checkpoint restores). The backoff is saved in checkpoints, so a
+second rollback compounds correctly from a checkpoint written after the first.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class DivergenceGuard(pl.Callback):
         min_gap: gap_rel values below this never count as climbing.
         window: the slow check compares running means of this many steps (the value and its
             minimum); nothing counts before the first window is full. 1 = the raw values.
-        backoff: multiplies the Langevin step size and the learning rate (set by rollbacks).
+        backoff: multiplies the learning rate (set by rollbacks, which multiply the configured
+            Langevin step size by it too).
     """
 
     def __init__(
@@ -177,9 +179,6 @@ class DivergenceGuard(pl.Callback):
         return max(spreads, key=spreads.get) if spreads else "all"
 
     # -- rollback ------------------------------------------------------------------------------
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        pl_module.sampler.step_size *= self.backoff  # the sampler is built afresh for every attempt
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         # the restored optimizer holds the rate of the run that wrote the checkpoint
         change = self.backoff / self._restored_backoff

@@ -19,6 +19,7 @@ across the kinks of f, by hops of ``move_rms`` a step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
@@ -39,6 +40,22 @@ OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimize
 PRECONDITIONS = {"none": None, "obs_variance": "variance_preconditioner", "layer_variance": "layer_preconditioner"}
 #: how many of the data module's images the precondition factors are measured on
 PRECONDITION_IMAGES = 256
+
+
+def check_settings(image_size: Any, canvas_size: Any, optimizer: Any) -> None:
+    """What the model's own arguments must be, as one line naming the config key."""
+    def bad(value: Any, low: float, strict: bool = False, integer: bool = False) -> bool:
+        kinds = int if integer else (int, float)
+        return isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < low or (strict and value == low)
+
+    if bad(image_size, 1, integer=True):
+        raise ValueError(f"model.image_size must be an integer >= 1, got {image_size!r}")
+    if canvas_size is not None and bad(canvas_size, 1, integer=True):
+        raise ValueError(f"model.canvas_size must be an integer >= 1 or null, got {canvas_size!r}")
+    settings = getattr(optimizer, "keywords", {})  # a Hydra partial of a torch optimizer
+    for key in ("lr", "momentum", "weight_decay"):
+        if key in settings and bad(settings[key], 0, strict=key == "lr"):
+            raise ValueError(f"model.optimizer.{key} must be a number {'>' if key == 'lr' else '>='} 0, got {settings[key]!r}")
 
 
 class FrameModel(pl.LightningModule):
@@ -77,6 +94,7 @@ class FrameModel(pl.LightningModule):
         recovery: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        check_settings(image_size, canvas_size, optimizer)
         canvas = int(canvas_size or image_size)
         energy.check_canvas(int(image_size), canvas)
         if precondition not in PRECONDITIONS:
@@ -168,13 +186,17 @@ class FrameModel(pl.LightningModule):
         generator: torch.Generator | None = None,
         rows: tuple[int, int] | None = None,
         progress: bool = False,
+        step_size: float | None = None,
+        noise: bool | None = None,
     ) -> Tensor:
-        """Langevin dynamics (eq. 16) on p(I; w) from `start` (input space), `n_steps` steps
-        (default L); only the pixels where `mask` is True move (conditional sampling). Training,
-        ``frame.synthesis`` and ``frame.recovery`` all sample through this method."""
+        """Langevin dynamics (eq. 16) on p(I; w) from `start` (input space), `n_steps` steps of
+        `step_size` (default: the sampler's L and delta); only the pixels where `mask` is True move
+        (conditional sampling). Training, ``frame.synthesis`` and ``frame.recovery`` all sample
+        through this method."""
         bounds = self.input_space.bounds(start.device, start.dtype)
         return self.sampler.sample(
-            self.energy, start, mask=mask, bounds=bounds, n_steps=n_steps, progress=progress, generator=generator, rows=rows
+            self.energy, start, mask=mask, bounds=bounds, n_steps=n_steps, progress=progress, generator=generator, rows=rows,
+            step_size=step_size, noise=noise,
         )
 
     def features(self, x: Tensor) -> dict[str, Tensor]:
@@ -217,6 +239,8 @@ class FrameModel(pl.LightningModule):
         return self.trainer.world_size if self._trainer is not None else 1
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.sampler.n_steps < 1:  # sampling alone may take 0 steps (the starts)
+            raise ValueError(f"model.sampler.n_steps must be an integer >= 1 (Langevin steps per learning iteration), got {self.sampler.n_steps}")
         if self.recovery is None and self.buffer.n_chains % self.world_size:
             raise ValueError(
                 f"model.buffer.n_chains={self.buffer.n_chains} does not divide by the {self.world_size} "

@@ -70,9 +70,11 @@ class MultigridModel(FrameModel):
         generator: torch.Generator | None = None,
         rows: tuple[int, int] | None = None,
         progress: bool = False,
+        step_size: float | None = None,
+        noise: bool | None = None,
     ) -> Tensor:
         """The finest chains of ``coarse_to_fine`` (what sampling and recovery show)."""
-        return self.coarse_to_fine(start, mask, n_steps, generator, rows, progress)[-1]
+        return self.coarse_to_fine(start, mask, n_steps, generator, rows, progress, step_size, noise)[-1]
 
     def coarse_to_fine(
         self,
@@ -82,6 +84,8 @@ class MultigridModel(FrameModel):
         generator: torch.Generator | None = None,
         rows: tuple[int, int] | None = None,
         progress: bool = False,
+        step_size: float | None = None,
+        noise: bool | None = None,
     ) -> list[Tensor]:
         """Langevin (eq. 16) at every scale, coarse first, from `start` (finest input space).
 
@@ -100,6 +104,7 @@ class MultigridModel(FrameModel):
                 x = torch.where(masks[s], x, known[s])
             bounds = net.input_space.bounds(x.device, x.dtype)
             chains.append(self.sampler.sample(
-                net, x, mask=masks[s], bounds=bounds, n_steps=n_steps, progress=progress, generator=generator, rows=rows
+                net, x, mask=masks[s], bounds=bounds, n_steps=n_steps, progress=progress, generator=generator, rows=rows,
+                step_size=step_size, noise=noise,
             ))
         return chains

@@ -73,20 +73,11 @@ def inpaint(
     start = start_chains(model.to_input(images), missing, start, model.input_space, bank)
     if step_size is None:
         step_size = recovery_step_size(model)
-    if not 0 < step_size < float("inf"):
-        raise ValueError(f"the Langevin step size must be a positive number, got {step_size}")
-    sampler = model.sampler
-    saved_noise, saved_step = sampler.noise, sampler.step_size
-    if noise is not None:
-        sampler.noise = bool(noise)
-    sampler.step_size = float(step_size)
-    try:
-        total = torch.zeros_like(images)
-        for _ in range(n_chains):
-            chains = model.langevin(start, mask=missing, n_steps=n_steps, generator=generator, progress=progress)
-            total += model.to_images(chains).detach()
-    finally:
-        sampler.noise, sampler.step_size = saved_noise, saved_step
+    total = torch.zeros_like(images)
+    for _ in range(n_chains):
+        chains = model.langevin(start, mask=missing, n_steps=n_steps, generator=generator, progress=progress,
+                                step_size=step_size, noise=noise)
+        total += model.to_images(chains).detach()
     return torch.where(missing, total / n_chains, images)
 
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from frame.sampling import checked_step_size, checked_steps
+
 if TYPE_CHECKING:
     from frame.buffer import ChainBuffer
     from frame.input_space import InputSpace
@@ -204,12 +206,10 @@ class RecoveryMasks:
                 raise ValueError("model.recovery.mask_size: an empty list; give a side or a list of sides")
         for size in self.sizes:
             mask_side(size, 10**9)  # type/range check; the side is checked against each image
-        steps = self.test_steps
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
-            raise ValueError(f"model.recovery.test_steps must be a non-negative integer or null, got {steps!r}")
-        size = self.test_step_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size < float("inf")):
-            raise ValueError(f"model.recovery.test_step_size must be a positive number or null, got {size!r}")
+        if self.test_steps is not None:  # null: the sampler's
+            checked_steps(self.test_steps, "model.recovery.test_steps")
+        if self.test_step_size is not None:
+            checked_step_size(self.test_step_size, "model.recovery.test_step_size")
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | RecoveryMasks | None) -> RecoveryMasks | None:
