@@ -308,8 +308,8 @@ class LangevinSampler:
         if mask is not None:
             mask = mask.to(device=x.device, dtype=torch.bool)
             fixed = x.clone()
-        steps = self.n_steps if n_steps is None else checked_steps(n_steps, "n_steps")
-        step_size = self.step_size if step_size is None else checked_step_size(step_size, "step_size")
+        steps = self.n_steps if n_steps is None else checked_steps(n_steps, "the number of Langevin steps")
+        step_size = self.step_size if step_size is None else checked_step_size(step_size, "the Langevin step size")
         trace = DriftTrace(step_size, mask)
         for _ in tqdm(range(steps), desc="Langevin", disable=not progress, leave=False):
             _, grad_f = self.energy_grad(energy, x)
