@@ -11,7 +11,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from frame.checkpoint import load_model
 from frame.cli.inpaint import MaskError
 from frame.cli.inpaint import main as inpaint_main
 from frame.energies import NonStationaryEnergy
@@ -20,8 +19,9 @@ from frame.recovery import BASELINES, available_baselines, exemplar_fill, masked
 from frame.recovery.baselines import nearest_exemplars
 from frame.recovery.inpaint import inpaint
 from frame.recovery.masks import RecoveryMasks, fill_missing, square_masks, start_chains
+from frame.run import train
+from frame.run.checkpoints import load_model
 from frame.sampling import LangevinSampler
-from frame.training import train
 from tests.conftest import CONF_DIR, TinyExtractor
 
 

@@ -15,13 +15,12 @@ import pytest
 import torch
 import yaml
 
-from frame.callbacks import CheckpointWriteError, DivergenceError
-from frame.checkpoint import load_model, read_checkpoint
 from frame.energies import StationaryEnergy
 from frame.models import FrameModel
 from frame.nets import VGG16Features, weights
+from frame.run import CheckpointWriteError, DivergenceError, train
+from frame.run.checkpoints import load_model, read_checkpoint
 from frame.sampling import LangevinSampler
-from frame.training import train
 from tests.test_training import make_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +101,7 @@ def test_unwritable_checkpoint_folder_fails_loudly(tmp_path):
 
 
 def test_checkpoint_writes_fail_loudly_and_leave_no_partial_file(tmp_path, monkeypatch):
-    from frame.callbacks import AtomicCheckpointIO
+    from frame.run import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     io.save_checkpoint({"x": torch.ones(2)}, tmp_path / "ok.ckpt")
@@ -119,7 +118,7 @@ def test_checkpoint_writes_fail_loudly_and_leave_no_partial_file(tmp_path, monke
 
 
 def test_the_next_save_removes_a_killed_writers_temporary_file(tmp_path):
-    from frame.callbacks import AtomicCheckpointIO
+    from frame.run import AtomicCheckpointIO
 
     stale = tmp_path / ".last.ckpt.ab12cd.tmp"  # what a writer killed mid-write leaves
     stale.write_bytes(b"half a checkpoint")

@@ -26,10 +26,9 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from frame.callbacks import DivergenceError, RunInterrupted
 from frame.cli.common import one_line
 from frame.nets.weights import WeightsUnavailableError
-from frame.training import train
+from frame.run import DivergenceError, RunInterrupted, train
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ Each training step is one learning iteration t of Algorithm 1:
 
 A model differs from another only in its energy f(I; w) (``frame.energies``). The module logs
 ``train/gap_rel`` = ||H_obs - H_syn|| / ||H_obs|| (all layers and per layer) and the mean
-f(I; w) of observed and synthesized images per layer; ``frame.callbacks.DivergenceGuard``
+f(I; w) of observed and synthesized images per layer; ``frame.run.DivergenceGuard``
 watches them. ``train/langevin/drift_cos`` and ``train/langevin/move_rms`` say how the chains
 moved in step 5 (``frame.sampling.DriftTrace``): a cosine near -1 means the chains chatter
 across the kinks of f, by hops of ``move_rms`` a step.
@@ -36,10 +36,6 @@ from frame.recovery.masks import RecoveryMasks
 from frame.sampling import LangevinSampler
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
-#: model.precondition -> the energy's method giving the learning-rate factors (Section 5.1)
-PRECONDITIONS = {"none": None, "obs_variance": "variance_preconditioner", "layer_variance": "layer_preconditioner"}
-#: how many of the data module's images the precondition factors are measured on
-PRECONDITION_IMAGES = 256
 
 
 def check_settings(image_size: Any, canvas_size: Any, optimizer: Any) -> None:
@@ -70,11 +66,9 @@ class FrameModel(pl.LightningModule):
         canvas_size: side of the chains (default ``image_size``; larger only for energies whose
             weights are not tied to positions).
         optimizer: a factory taking the parameters (Hydra ``_partial_``); plain SGD makes one
-            step exactly eq. (13)/(14) with gamma = lr.
+            step exactly eq. (13)/(14) with gamma = lr (per weight or layer with the run's
+            ``model.precondition``, ``frame.run.precondition``).
         scheduler: optional factory taking the optimizer, stepped every iteration.
-        precondition: ``"none"``, ``"obs_variance"``: gamma of each weight inversely
-            proportional to the observed variance of its statistic (Section 5.1), or
-            ``"layer_variance"``: the same per layer (for models on several VGG layers).
         recovery: ``None``, or ``{mask_size, n_masks, placement, start, test_steps, test_step_size}`` to train for image
             recovery (Section 9, ``frame.recovery.RecoveryMasks``): each iteration every
             training image gets random holes and its chain samples p(I_M | I_notM; w), so
@@ -90,17 +84,12 @@ class FrameModel(pl.LightningModule):
         canvas_size: int | None = None,
         optimizer: OptimizerFactory | None = None,
         scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
-        precondition: str = "none",
         recovery: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_settings(image_size, canvas_size, optimizer)
         canvas = int(canvas_size or image_size)
         energy.check_canvas(int(image_size), canvas)
-        if precondition not in PRECONDITIONS:
-            raise ValueError(f"model.precondition must be one of {tuple(PRECONDITIONS)}, got {precondition!r}")
-        if PRECONDITIONS[precondition] and not hasattr(energy, PRECONDITIONS[precondition]):
-            raise ValueError(f"model.precondition={precondition} needs an energy linear in w; {type(energy).__name__} is not")
         self.energy = energy
         self.sampler = sampler
         if hasattr(energy.input_space, "channels_last"):  # grey chains become the net's input in this lay-out
@@ -109,13 +98,11 @@ class FrameModel(pl.LightningModule):
         self.buffer = make_buffer(shape=(energy.input_space.channels, canvas, canvas))
         self.optimizer_factory = optimizer or partial(torch.optim.SGD, lr=1e-4)
         self.scheduler_factory = scheduler
-        self.precondition = precondition
         self.recovery = RecoveryMasks.from_config(recovery)
         #: the training images [N, C, H, W] in [0, 1] for ``recovery.start: exemplars`` (set in ``setup``)
         self.exemplar_bank: Tensor | None = None
-        self._lr_factors: dict[str, Tensor] | None = None
         self._observed: tuple[Tensor, dict[str, Tensor]] | None = None
-        #: the resolved config this module was built from (``frame.checkpoint.build_model``
+        #: the resolved config this module was built from (``frame.run.build.build_model``
         #: sets it); stored in checkpoints so that the commands can rebuild the model
         self.model_config: dict[str, Any] | None = None
 
@@ -135,11 +122,9 @@ class FrameModel(pl.LightningModule):
     # -- Algorithm 1 ---------------------------------------------------------------------------
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         observed = self.to_input(batch)
-        feats_obs, summary_obs = self.observed_features(observed)  # step 1
+        _, summary_obs = self.observed_features(observed)  # step 1
         synthesized = self.synthesize(observed)  # steps 3-5
         feats_syn = self.features(synthesized)  # step 6
-        if PRECONDITIONS[self.precondition] and self._lr_factors is None:  # no data module holding the images
-            self._lr_factors = self.preconditioner(feats_obs, reduce=self.mean_over_processes)
         self.log_statistics(summary_obs, feats_syn)
         self.log_dict(
             {f"train/langevin/{k}": self.mean_over_processes(v.to(self.device)) for k, v in self.sampler.last_trace.items()},
@@ -216,16 +201,6 @@ class FrameModel(pl.LightningModule):
             self._observed = cached = (observed, feats, summary)
         return cached[1], cached[2]
 
-    def preconditioner(self, feats_obs: dict[str, Tensor], **kwargs: Any) -> dict[str, Tensor]:
-        """The learning-rate factors of model.precondition (Section 5.1) from observed features."""
-        return getattr(self.energy, PRECONDITIONS[self.precondition])(feats_obs, **kwargs)
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        for layer, factor in (self._lr_factors or {}).items():
-            weight = self.energy.weights[layer]
-            if weight.grad is not None:
-                weight.grad.mul_(factor)
-
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory([p for p in self.energy.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
@@ -260,9 +235,6 @@ class FrameModel(pl.LightningModule):
             self.input_space.fit(images)
             observed = self.to_input(images.to(self.device))
             self.energy.fit(observed)
-            if PRECONDITIONS[self.precondition]:  # from the same images on every process (DDP)
-                with torch.no_grad():
-                    self._lr_factors = self.preconditioner(self.features(observed[:PRECONDITION_IMAGES]))
 
     def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
         if not self.input_space.is_fitted:  # trained without a data module holding the images
@@ -288,7 +260,7 @@ class FrameModel(pl.LightningModule):
         checkpoint["frame"] = {"format": 2, "energy": type(self.energy).__name__, "model_config": self.model_config}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # read and upgraded by the run's CheckpointIO (``frame.callbacks.AtomicCheckpointIO``)
+        # read and upgraded by the run's CheckpointIO (``frame.run.AtomicCheckpointIO``)
         saved = checkpoint["frame"].get("energy")
         if saved is not None and saved != type(self.energy).__name__:
             raise ValueError(

@@ -1,4 +1,8 @@
-"""Builds everything a run needs from a composed Hydra config and runs Algorithm 1."""
+"""Runs Algorithm 1 from a composed Hydra config: build -> fit, and the rollback loop.
+
+``train`` retries a diverged run from its last good checkpoint (``rollback``); ``fit`` is one
+``Trainer.fit`` with the run's checkpoint IO, signal stopping and checks before resuming.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,12 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from frame.callbacks.checkpointing import AtomicCheckpointIO, StopOnSignal, checkpoint_folder, requeued_checkpoint
-from frame.callbacks.divergence import DivergenceError, DivergenceGuard
-from frame.checkpoint import build_model, instantiate, read_checkpoint
+from frame.run.build import build_model, instantiate_group, prepare_data
+from frame.run.checkpoint_io import AtomicCheckpointIO
+from frame.run.checkpoints import check_new_folder, check_resumable, read_checkpoint, requeued_checkpoint
+from frame.run.divergence import DivergenceError, DivergenceGuard
+from frame.run.precondition import Precondition
+from frame.run.signals import StopOnSignal
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +50,6 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
     for key in ("log_every_n_steps", "accumulate_grad_batches"):
         value = trainer_cfg.get(key, 1)
         require(is_int(value) and value >= 1, f"trainer.{key}", "an integer >= 1", value)
-
-def instantiate_group(cfg: DictConfig | None) -> list[Any]:
-    """Instantiates every entry of a config group such as ``callbacks`` or ``logger``."""
-    if not cfg:
-        return []
-    return [instantiate(entry) for entry in cfg.values() if entry is not None and "_target_" in entry]
-
-def prepare_data(cfg: DictConfig) -> pl.LightningDataModule:
-    """The data module; ``data.grayscale=auto`` becomes true or false from the images, before
-    the model is built, so that grey images (R = G = B) give grey chains (``${data.grayscale}``
-    in the model config)."""
-    datamodule = instantiate(cfg.data)
-    if cfg.data.get("grayscale") == "auto":
-        datamodule.setup("fit")
-        cfg.data.grayscale = datamodule.grayscale
-    return datamodule
-
 
 def prepare_wandb(cfg: DictConfig) -> None:
     """W&B never waits for a network by default: offline unless the user asks otherwise."""
@@ -120,7 +110,7 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
     """One ``Trainer.fit``; `backoff` multiplies the step size and the learning rate (rollbacks).
 
     A checkpoint to resume from is read safely and checked against the model first
-    (``frame.checkpoint.read_checkpoint``): Lightning only loads one that passed. A `new_run`
+    (``frame.run.checkpoints.read_checkpoint``): Lightning only loads one that passed. A `new_run`
     refuses a checkpoint folder that already holds another run's checkpoints.
     """
     require(is_int(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", "an integer in [0, 2**32)", cfg.seed)
@@ -142,8 +132,9 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
     if not loggers:  # logger=none: nothing to monitor the learning rate into
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     stop = StopOnSignal()
+    precondition = Precondition(cfg.model.get("precondition", "none"))
     trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=[*callbacks, stop], plugins=plugins(cfg.trainer),
+        cfg.trainer, logger=loggers or False, callbacks=[*callbacks, precondition, stop], plugins=plugins(cfg.trainer),
     )
     if ckpt_path is None and (requeued := requeued_checkpoint(trainer)):  # a Slurm job requeued into its folder
         check_resumable(model, read_checkpoint(requeued), requeued)
@@ -180,50 +171,6 @@ def plugins(trainer_cfg: DictConfig) -> list[Any]:
     if not any(isinstance(p, CheckpointIO) for p in built):
         built.append(AtomicCheckpointIO())
     return built
-
-def check_new_folder(trainer: pl.Trainer, ckpt_path: str | None) -> None:
-    """A new run never writes into a checkpoint folder of another run (its ``last.ckpt`` would
-    win over ours); resuming from a checkpoint of that folder continues it there."""
-    folder = checkpoint_folder(trainer)
-    if folder is None or not folder.is_dir():
-        return
-    existing = sorted(p.name for p in folder.glob("*.ckpt"))
-    run_folders = {folder.resolve(), Path(trainer.default_root_dir).resolve()}
-    resuming_here = ckpt_path is not None and Path(ckpt_path).resolve().parent in run_folders
-    if existing and not resuming_here:
-        last = "last.ckpt" if "last.ckpt" in existing else existing[-1]
-        raise ValueError(
-            f"{folder} already holds checkpoints of another run ({', '.join(existing[:3])}"
-            f"{', ...' if len(existing) > 3 else ''}): give this run its own folder (hydra.run.dir=... or "
-            f"callbacks.model_checkpoint.dirpath=...) or continue that run with ckpt_path={folder / last}"
-        )
-
-def check_resumable(model: pl.LightningModule, checkpoint: dict[str, Any], path: str) -> None:
-    """Refuses, naming the config keys that differ, a checkpoint whose tensors do not fit `model`."""
-    ours = model.state_dict()
-    wrong = [
-        f"{key} {tuple(value.shape)} there, {tuple(ours[key].shape)} here"
-        for key, value in checkpoint["state_dict"].items()
-        if key in ours and hasattr(value, "shape") and tuple(value.shape) != tuple(ours[key].shape)
-    ]
-    if not wrong:
-        return
-    stored, current = flatten(checkpoint["frame"].get("model_config") or {}), flatten(model.model_config or {})
-    keys = sorted(k for k in stored.keys() & current.keys() if stored[k] != current[k])
-    differences = [f"model.{k} is {stored[k]!r} there, {current[k]!r} here" for k in keys] or wrong
-    raise ValueError(
-        f"ckpt_path={path} holds a model of another shape ({'; '.join(differences[:4])}): resume with the "
-        "settings it was trained with"
-    )
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    if not isinstance(config, dict):
-        return {prefix: config}
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 def init_layers(model: pl.LightningModule, ckpt_path: str) -> None:
     """Layer-by-layer growth (Section 7.3): the lowest layers of a net learned from scratch

@@ -1,4 +1,4 @@
-"""Reading checkpoints safely and rebuilding the model they hold (for the commands).
+"""Reading checkpoints safely and rebuilding the model they hold; where a run's checkpoints go.
 
 A checkpoint is a file from outside: it may be crafted. It is read with
 ``torch.load(weights_only=True)`` (no pickled objects), and the model config stored in it is
@@ -6,24 +6,27 @@ checked against what we ship before anything is built from it: every ``_target_`
 one of ``ALLOWED_TARGETS``, and no value may be an interpolation (``${...}``, which could
 decode into new targets). A checkpoint is self-contained: the filter bank's weights come from
 its state dict, so loading never touches a weight source, a cache or the network.
+
+For a run: the checks before resuming (``check_resumable``), the folder policy
+(``check_new_folder``: a new run never writes among another run's checkpoints) and Slurm's
+requeue (``requeued_checkpoint``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf
+from lightning_fabric.plugins.environments import SLURMEnvironment
+from omegaconf import OmegaConf
 
-from frame.input_space import network_space
 from frame.models.base import FrameModel
-from frame.nets.vgg import CHECKPOINT_SOURCE
+from frame.run.build import build_model, self_contained
 from frame.sampling import fast_bf16
 
 #: what a stored model config may build
@@ -137,38 +140,6 @@ def load_failure(err: Exception) -> str:
     return first.split(". ")[0][:200]
 
 
-def instantiate(cfg: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate``; a constructor's own ``ValueError`` (whose message names the
-    config key) comes out as it is, not wrapped in Hydra's ``InstantiationException``."""
-    try:
-        return hydra.utils.instantiate(cfg, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, ValueError):
-            raise err.__cause__ from None
-        raise
-
-
-def build_model(model_cfg: DictConfig) -> pl.LightningModule:
-    """The LightningModule of ``model_cfg``; its resolved config rides along into checkpoints,
-    with no path of this machine in it (``self_contained``)."""
-    model = instantiate(model_cfg)
-    model.model_config = self_contained(OmegaConf.to_container(model_cfg, resolve=True))
-    return model
-
-
-def self_contained(config: dict[str, Any]) -> dict[str, Any]:
-    """`config` with every filter bank taking its weights from the checkpoint, not a source."""
-    if isinstance(config, dict):
-        config = {k: self_contained(v) for k, v in config.items()}
-        if config.get("_target_", "").endswith("VGG16Features"):
-            config["input_space"] = network_space(config.get("source", "caffe"), config.get("input_space")).name
-            config["source"] = CHECKPOINT_SOURCE
-            config.pop("cache_dir", None)
-    elif isinstance(config, list):
-        config = [self_contained(v) for v in config]
-    return config
-
-
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> FrameModel:
     """The model saved in `path`, built from its stored config, weights and chains restored."""
     checkpoint = read_checkpoint(path)
@@ -232,3 +203,70 @@ def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     state.setdefault("buffer._extra_state", frame.get("noise_generator"))
     frame.update(format=FORMAT, energy=target.rsplit(".", 1)[-1])
     return checkpoint
+
+
+# -- a run's checkpoints: resume checks, folder policy, requeue --------------------------------
+def check_new_folder(trainer: pl.Trainer, ckpt_path: str | None) -> None:
+    """A new run never writes into a checkpoint folder of another run (its ``last.ckpt`` would
+    win over ours); resuming from a checkpoint of that folder continues it there."""
+    folder = checkpoint_folder(trainer)
+    if folder is None or not folder.is_dir():
+        return
+    existing = sorted(p.name for p in folder.glob("*.ckpt"))
+    run_folders = {folder.resolve(), Path(trainer.default_root_dir).resolve()}
+    resuming_here = ckpt_path is not None and Path(ckpt_path).resolve().parent in run_folders
+    if existing and not resuming_here:
+        last = "last.ckpt" if "last.ckpt" in existing else existing[-1]
+        raise ValueError(
+            f"{folder} already holds checkpoints of another run ({', '.join(existing[:3])}"
+            f"{', ...' if len(existing) > 3 else ''}): give this run its own folder (hydra.run.dir=... or "
+            f"callbacks.model_checkpoint.dirpath=...) or continue that run with ckpt_path={folder / last}"
+        )
+
+
+def check_resumable(model: pl.LightningModule, checkpoint: dict[str, Any], path: str) -> None:
+    """Refuses, naming the config keys that differ, a checkpoint whose tensors do not fit `model`."""
+    ours = model.state_dict()
+    wrong = [
+        f"{key} {tuple(value.shape)} there, {tuple(ours[key].shape)} here"
+        for key, value in checkpoint["state_dict"].items()
+        if key in ours and hasattr(value, "shape") and tuple(value.shape) != tuple(ours[key].shape)
+    ]
+    if not wrong:
+        return
+    stored, current = flatten(checkpoint["frame"].get("model_config") or {}), flatten(model.model_config or {})
+    keys = sorted(k for k in stored.keys() & current.keys() if stored[k] != current[k])
+    differences = [f"model.{k} is {stored[k]!r} there, {current[k]!r} here" for k in keys] or wrong
+    raise ValueError(
+        f"ckpt_path={path} holds a model of another shape ({'; '.join(differences[:4])}): resume with the "
+        "settings it was trained with"
+    )
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    if not isinstance(config, dict):
+        return {prefix: config}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def checkpoint_folder(trainer: pl.Trainer) -> Path | None:
+    """Where the run's ``ModelCheckpoint`` writes (None without one, or for a remote store)."""
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        return None
+    folder = callback.dirpath or os.path.join(trainer.default_root_dir, "checkpoints")
+    return None if "://" in str(folder) else Path(folder)
+
+
+def requeued_checkpoint(trainer: pl.Trainer) -> str | None:
+    """Under Slurm, the checkpoint Lightning saved on SIGUSR1 before requeueing the job
+    (``<run folder>/hpc_ckpt_<n>.ckpt``, the newest), which it would resume from by itself."""
+    if not SLURMEnvironment.detect():
+        return None
+    found = [(int(m.group(1)), path) for path in Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
+             if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", path.name))]
+    return str(max(found)[1]) if found else None
