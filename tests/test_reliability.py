@@ -242,6 +242,14 @@ def test_unknown_key_or_option_is_one_line_naming_it(tmp_path, override, fragmen
     assert not (tmp_path / "run").exists()  # refused before Hydra made the run folder
 
 
+def test_a_moved_key_names_the_new_one(tmp_path):
+    status, err = finish(run_train("experiment=vgg_recovery", "model.recovery.test_steps=5", f"hydra.run.dir={tmp_path}"))
+    assert status == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith("train.py: error: model.recovery.test_steps is now model.buffer.test_steps: ")
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(("override", "key"), [
     ("model.sampler.n_steps=0", "model.sampler.n_steps"),
     ("model.sampler.step_size=0", "model.sampler.step_size"),

@@ -16,7 +16,7 @@ Writes, in --out (which must lie outside every --input and --masks):
                     the run;
   grid.png          one row per image: original | masked (holes white) | recovered.
 Every image and mask is read and checked before the sampling starts.
-A model trained with ``model.recovery.start: exemplars`` starts each hole from the nearest of
+A model trained with ``model.buffer.start: exemplars`` starts each hole from the nearest of
 its training images, which the checkpoint does not hold: give them with --bank.
 """
 

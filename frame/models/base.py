@@ -32,7 +32,6 @@ from frame.buffer import ChainBuffer
 from frame.energies.base import Energy
 from frame.input_space import InputSpace
 from frame.models.statistics import statistics_gap
-from frame.recovery.masks import RecoveryMasks
 from frame.sampling import LangevinSampler
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
@@ -69,10 +68,6 @@ class FrameModel(pl.LightningModule):
             step exactly eq. (13)/(14) with gamma = lr (per weight or layer with the run's
             ``model.precondition``, ``frame.run.precondition``).
         scheduler: optional factory taking the optimizer, stepped every iteration.
-        recovery: ``None``, or ``{mask_size, n_masks, placement, start, test_steps, test_step_size}`` to train for image
-            recovery (Section 9, ``frame.recovery.RecoveryMasks``): each iteration every
-            training image gets random holes and its chain samples p(I_M | I_notM; w), so
-            the buffer holds one chain per image of the batch.
     """
 
     def __init__(
@@ -84,7 +79,6 @@ class FrameModel(pl.LightningModule):
         canvas_size: int | None = None,
         optimizer: OptimizerFactory | None = None,
         scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
-        recovery: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_settings(image_size, canvas_size, optimizer)
@@ -98,9 +92,6 @@ class FrameModel(pl.LightningModule):
         self.buffer = make_buffer(shape=(energy.input_space.channels, canvas, canvas))
         self.optimizer_factory = optimizer or partial(torch.optim.SGD, lr=1e-4)
         self.scheduler_factory = scheduler
-        self.recovery = RecoveryMasks.from_config(recovery)
-        #: the training images [N, C, H, W] in [0, 1] for ``recovery.start: exemplars`` (set in ``setup``)
-        self.exemplar_bank: Tensor | None = None
         self._observed: tuple[Tensor, dict[str, Tensor]] | None = None
         #: the resolved config this module was built from (``frame.run.build.build_model``
         #: sets it); stored in checkpoints so that the commands can rebuild the model
@@ -133,35 +124,12 @@ class FrameModel(pl.LightningModule):
         return self.energy.contrastive_loss(summary_obs, feats_syn)  # step 7, by the optimizer
 
     def synthesize(self, observed: Tensor) -> Tensor:
-        """Steps 3 and 5: (re)initialise this process's chains and run L Langevin steps."""
-        generator = self.buffer.generator(observed.device)
-        start, missing, rows = self.chain_starts(observed, generator)
-        chains = self.langevin(start, mask=missing, generator=generator, rows=rows)
-        self.keep_chains(chains)
+        """Steps 3 and 5: this process's chain starts from the buffer, L Langevin steps, and the
+        chains back to the buffer (``frame.buffer.ChainBuffer.starts`` / ``keep``)."""
+        start, mask, rows, generator = self.buffer.starts(observed, self.input_space, self.global_rank, self.world_size)
+        chains = self.langevin(start, mask=mask, generator=generator, rows=rows)
+        self.buffer.keep(chains, self.gather)
         return chains
-
-    def chain_starts(self, observed: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None, tuple[int, int]]:
-        """Step 3: this process's chain starts, the pixels that move (``None``: all) and the
-        rows ``(first, total)`` of all processes' chains they are (``frame.sampling.draw_noise``)."""
-        if self.recovery is not None:  # cold start from the masked batch; only the holes move
-            n = observed.shape[0]
-            rows = (self.global_rank * n, self.world_size * n)
-            bank = self.exemplar_bank
-            if bank is not None and bank.device != observed.device:  # once, not every iteration
-                bank = self.exemplar_bank = bank.to(observed.device)
-            start, missing = self.recovery.masked_chains(observed, self.buffer, self.input_space, generator, rows, bank)
-            return start, missing, rows
-        self.buffer.refresh(observed, self.input_space)
-        size = self.buffer.n_chains // self.world_size
-        start = self.buffer.chains[self.global_rank * size : (self.global_rank + 1) * size]
-        return start, None, (self.global_rank * size, self.buffer.n_chains)
-
-    def keep_chains(self, chains: Tensor) -> None:
-        """Stores this iteration's chains in the buffer: every process keeps the whole buffer,
-        so checkpoints hold all chains (recovery chains are the process's own masked images)."""
-        if self.recovery is None and self.world_size > 1:
-            chains = self.all_gather(chains).flatten(0, 1)
-        self.buffer.update(chains)
 
     def langevin(
         self,
@@ -213,24 +181,19 @@ class FrameModel(pl.LightningModule):
     def world_size(self) -> int:
         return self.trainer.world_size if self._trainer is not None else 1
 
+    @property
+    def gather(self) -> Callable[[Tensor], Tensor] | None:
+        """All processes' chains from each one's share (None in a single process)."""
+        return (lambda x: self.all_gather(x).flatten(0, 1)) if self.world_size > 1 else None
+
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.sampler.n_steps < 1:  # sampling alone may take 0 steps (the starts)
+        if stage != "fit":
+            return
+        if self.sampler.n_steps < 1:  # sampling alone may take 0 steps (the starts)
             raise ValueError(f"model.sampler.n_steps must be an integer >= 1 (Langevin steps per learning iteration), got {self.sampler.n_steps}")
-        if self.recovery is None and self.buffer.n_chains % self.world_size:
-            raise ValueError(
-                f"model.buffer.n_chains={self.buffer.n_chains} does not divide by the {self.world_size} "
-                "processes of this run: each process runs an equal share of the chains"
-            )
         # before a resumed run's checkpoint is restored, which then takes precedence
-        images = getattr(self.trainer.datamodule, "images", None) if stage == "fit" else None
-        if self.recovery is not None and self.recovery.start == "exemplars" and stage == "fit":
-            if not isinstance(images, Tensor):
-                raise ValueError(
-                    "model.recovery.start=exemplars takes the nearest training images, so it needs a data module "
-                    "that holds them (frame.data.ImageDataModule)"
-                )
-            grey = self.input_space.channels == 1
-            self.exemplar_bank = images.mean(1, keepdim=True) if grey else images  # not in the checkpoint: --bank
+        images = getattr(self.trainer.datamodule, "images", None)
+        self.buffer.setup(images, self.world_size)
         if isinstance(images, Tensor):
             self.input_space.fit(images)
             observed = self.to_input(images.to(self.device))
@@ -257,7 +220,7 @@ class FrameModel(pl.LightningModule):
 
     # -- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["frame"] = {"format": 2, "energy": type(self.energy).__name__, "model_config": self.model_config}
+        checkpoint["frame"] = {"format": 3, "energy": type(self.energy).__name__, "model_config": self.model_config}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # read and upgraded by the run's CheckpointIO (``frame.run.AtomicCheckpointIO``)

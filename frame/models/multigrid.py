@@ -39,7 +39,7 @@ class MultigridModel(FrameModel):
     Args:
         energy: the ``MultigridEnergy`` (one net per scale; the finest is ``image_size``).
         sampler: the Langevin sampler (eq. 16), run for its L steps at every scale.
-        **kwargs: as ``FrameModel`` (buffer, image_size, optimizer, scheduler, recovery, ...).
+        **kwargs: as ``FrameModel`` (buffer, image_size, optimizer, scheduler, ...).
     """
 
     def __init__(self, energy: MultigridEnergy, sampler: LangevinSampler, **kwargs: Any) -> None:
@@ -49,10 +49,9 @@ class MultigridModel(FrameModel):
 
     def synthesize(self, observed: Tensor) -> list[Tensor]:
         """Steps 3 and 5 at every scale; returns the chains of every scale, coarse first."""
-        generator = self.buffer.generator(observed.device)
-        start, missing, rows = self.chain_starts(observed, generator)
-        chains = self.coarse_to_fine(start, mask=missing, generator=generator, rows=rows)
-        self.keep_chains(chains[-1])
+        start, mask, rows, generator = self.buffer.starts(observed, self.input_space, self.global_rank, self.world_size)
+        chains = self.coarse_to_fine(start, mask=mask, generator=generator, rows=rows)
+        self.buffer.keep(chains[-1], self.gather)
         return chains
 
     def features(self, x: Tensor | Sequence[Tensor]) -> dict[str, Tensor]:

@@ -17,16 +17,17 @@ any size (the command ``frame-inpaint`` calls it for every file):
 
 from __future__ import annotations
 
-import pytorch_lightning as pl
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from frame.recovery.chains import recovery_of
 from frame.recovery.masks import fill_missing, start_chains
 
-#: a trained ``frame.models.FrameModel``, whose training chains (``frame.models.base``) start from
-#: this package's masks: named, not imported, so that the two packages import one way
-FrameModel = pl.LightningModule
+if TYPE_CHECKING:
+    from frame.models.base import FrameModel
 
 
 def inpaint(
@@ -53,7 +54,7 @@ def inpaint(
         noise: override the sampler's noise term (``False``: gradient descent on U, the mode).
         generator: source of the Langevin noise.
         start: ``mean``, ``harmonic`` or ``exemplars`` (``frame.recovery.masks.start_chains``);
-            default: the start the model was trained for recovery with (``model.recovery.start``),
+            default: the start the model was trained for recovery with (``model.buffer.start``),
             else ``mean``.
         step_size: the Langevin step size (default: ``recovery_step_size(model)``).
         bank: for ``exemplars``: the images to take the nearest from, ``[N, 3, H, W]`` in [0, 1]
@@ -83,21 +84,22 @@ def inpaint(
 
 def recovery_start(model: FrameModel) -> str:
     """Where a recovery's holes start unless told: the start the model was trained for recovery
-    with (``model.recovery.start``), else the paper's cold start, ``mean``."""
-    return model.recovery.start if model.recovery is not None else "mean"
+    with (``model.buffer.start``), else the paper's cold start, ``mean``."""
+    recovery = recovery_of(model)
+    return recovery.start if recovery is not None else "mean"
 
 
 def recovery_steps(model: FrameModel) -> int:
     """Langevin steps a recovery takes unless told: the model's ``recovery.test_steps`` if it
     was trained for recovery with one, else its L."""
-    steps = model.recovery.test_steps if model.recovery is not None else None
+    steps = recovery.test_steps if (recovery := recovery_of(model)) is not None else None
     return model.sampler.n_steps if steps is None else int(steps)
 
 
 def recovery_step_size(model: FrameModel) -> float:
     """Langevin step size a recovery takes unless told: the model's ``recovery.test_step_size`` if
     it was trained for recovery with one, else its sampler's."""
-    size = model.recovery.test_step_size if model.recovery is not None else None
+    size = recovery.test_step_size if (recovery := recovery_of(model)) is not None else None
     return float(model.sampler.step_size if size is None else size)
 
 

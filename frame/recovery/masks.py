@@ -4,7 +4,7 @@ A mask is a bool tensor ``[B, 1, H, W]`` with **True = missing** (the pixels the
 Langevin chain moves, as ``LangevinSampler.sample(mask=...)`` expects); the others are the
 observed pixels I_notM, kept fixed.
 
-``RecoveryMasks`` is what ``FrameModel(recovery={...})`` builds from its config: on every
+``RecoveryMasks`` is what ``RecoveryChains`` (``model.buffer``, ``frame.recovery.chains``) draws: on every
 training iteration it places ``n_masks`` random squares of side ``mask_size`` on each training
 image (``masked_chains``), and the model synthesizes by sampling p(I_M | I_notM; w) from that
 masked image
@@ -163,7 +163,7 @@ def start_chains(
 
 @dataclass(frozen=True)
 class RecoveryMasks:
-    """The ``model.recovery`` option: random square masks on every training image.
+    """The holes of recovery training (``frame.recovery.RecoveryChains``): random squares on every training image.
 
     Args:
         mask_size: side of each square, in pixels (int) or as a fraction of the image side
@@ -195,21 +195,21 @@ class RecoveryMasks:
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
-            raise ValueError(f"model.recovery.placement must be one of {PLACEMENTS}, got {self.placement!r}")
+            raise ValueError(f"model.buffer.placement must be one of {PLACEMENTS}, got {self.placement!r}")
         if self.start not in STARTS:
-            raise ValueError(f"model.recovery.start must be one of {STARTS}, got {self.start!r}")
+            raise ValueError(f"model.buffer.start must be one of {STARTS}, got {self.start!r}")
         if int(self.n_masks) != self.n_masks or self.n_masks < 1:
-            raise ValueError(f"model.recovery.n_masks must be a positive integer, got {self.n_masks}")
+            raise ValueError(f"model.buffer.n_masks must be a positive integer, got {self.n_masks}")
         if not isinstance(self.mask_size, (int, float, str)) and hasattr(self.mask_size, "__iter__"):  # a list, YAML's too
             object.__setattr__(self, "mask_size", tuple(self.mask_size))
             if not self.mask_size:
-                raise ValueError("model.recovery.mask_size: an empty list; give a side or a list of sides")
+                raise ValueError("model.buffer.mask_size: an empty list; give a side or a list of sides")
         for size in self.sizes:
             mask_side(size, 10**9)  # type/range check; the side is checked against each image
         if self.test_steps is not None:  # null: the sampler's
-            checked_steps(self.test_steps, "model.recovery.test_steps")
+            checked_steps(self.test_steps, "model.buffer.test_steps")
         if self.test_step_size is not None:
-            checked_step_size(self.test_step_size, "model.recovery.test_step_size")
+            checked_step_size(self.test_step_size, "model.buffer.test_step_size")
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | RecoveryMasks | None) -> RecoveryMasks | None:
@@ -218,7 +218,7 @@ class RecoveryMasks:
         keys = [field.name for field in fields(cls)]
         unknown = set(config) - set(keys)
         if unknown:
-            raise ValueError(f"model.recovery has unknown keys {sorted(unknown)}; use {', '.join(keys)}")
+            raise ValueError(f"model.buffer has unknown keys {sorted(unknown)}; use {', '.join(keys)}")
         return cls(**dict(config))
 
     @property
@@ -251,7 +251,7 @@ class RecoveryMasks:
         """
         if tuple(observed.shape) != tuple(buffer.chains.shape):
             raise ValueError(
-                f"model.recovery: the chains are the masked training images, so the chain buffer "
+                f"model.buffer: the chains are the masked training images, so the chain buffer "
                 f"{tuple(buffer.chains.shape)} must match the batch {tuple(observed.shape)}: set "
                 "model.buffer.n_chains to the batch size (data.batch_size, or the number of images)"
             )

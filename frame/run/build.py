@@ -26,16 +26,16 @@ def instantiate(cfg: Any, **kwargs: Any) -> Any:
 
 #: keys of the model config that set up the run around the model, not the model itself
 RUN_KEYS = ("precondition",)
+#: the chain source of a model trained for image recovery (``model.buffer``)
+RECOVERY_CHAINS = "frame.recovery.RecoveryChains"
 
 
 def build_model(model_cfg: DictConfig) -> pl.LightningModule:
     """The LightningModule of ``model_cfg``; its resolved config rides along into checkpoints,
     with no path of this machine in it (``self_contained``). ``model.precondition`` is the run's
     (``frame.run.precondition``): the model is built without it."""
-    config = OmegaConf.to_container(model_cfg, resolve=True)
-    if any(key in config for key in RUN_KEYS):
-        model_cfg = OmegaConf.create({key: value for key, value in config.items() if key not in RUN_KEYS})
-    model = instantiate(model_cfg)
+    config = recovery_as_buffer(OmegaConf.to_container(model_cfg, resolve=True))
+    model = instantiate(OmegaConf.create({key: value for key, value in config.items() if key not in RUN_KEYS}))
     model.model_config = self_contained(config)
     return model
 
@@ -68,4 +68,15 @@ def self_contained(config: dict[str, Any]) -> dict[str, Any]:
             config.pop("cache_dir", None)
     elif isinstance(config, list):
         config = [self_contained(v) for v in config]
+    return config
+
+
+def recovery_as_buffer(config: dict[str, Any]) -> dict[str, Any]:
+    """A model config with ``model.recovery: {...}`` (the key of earlier versions, still taken) as
+    what it now is: the chain source ``model.buffer`` of ``_target_: frame.recovery.RecoveryChains``
+    with those settings; ``recovery: null`` goes."""
+    config = dict(config)
+    recovery = config.pop("recovery", None)
+    if recovery:
+        config["buffer"] = {**(config.get("buffer") or {}), "_target_": RECOVERY_CHAINS, **recovery}
     return config

@@ -26,7 +26,7 @@ from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import OmegaConf
 
 from frame.models.base import FrameModel
-from frame.run.build import build_model, self_contained
+from frame.run.build import build_model, recovery_as_buffer, self_contained
 from frame.sampling import fast_bf16
 
 #: what a stored model config may build
@@ -52,6 +52,8 @@ ALLOWED_TARGETS = frozenset({
     "frame.nets.vgg.VGG16Features",
     "frame.sampling.LangevinSampler",
     "frame.buffer.ChainBuffer",
+    "frame.recovery.RecoveryChains",
+    "frame.recovery.chains.RecoveryChains",
     "frame.schedules.log_decay",
     *(f"torch.optim.{name}" for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")),
     *(f"torch.optim.lr_scheduler.{name}" for name in (
@@ -60,7 +62,7 @@ ALLOWED_TARGETS = frozenset({
 })
 #: the Hydra keys a stored config may use besides ``_target_``
 HYDRA_KEYS = frozenset({"_partial_", "_convert_", "_recursive_"})
-FORMAT = 2
+FORMAT = 3
 #: deeper than any config we write: a crafted nesting fails here, not in a RecursionError
 MAX_DEPTH = 32
 
@@ -171,11 +173,23 @@ _ENERGIES = {
 
 
 def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Rewrites a format-1 checkpoint (``model.n_chains``, ``model.chains``, a class per
-    variant) in place into the current format; a current one is returned unchanged."""
+    """Rewrites an older checkpoint in place into the current format; a current one is returned
+    unchanged. Format 1: ``model.n_chains``, ``model.chains``, a class per variant; format 2:
+    ``model.recovery`` beside ``model.buffer`` (now the chain source ``RecoveryChains``)."""
     frame = checkpoint.get("frame", {})
     if frame.get("format", 1) >= FORMAT:
         return checkpoint
+    if frame.get("format", 1) < 2:
+        upgrade_format_1(checkpoint)
+    if isinstance(frame.get("model_config"), dict):
+        frame["model_config"] = recovery_as_buffer(frame["model_config"])
+    frame["format"] = FORMAT
+    return checkpoint
+
+
+def upgrade_format_1(checkpoint: dict[str, Any]) -> None:
+    """Format 1 -> 2."""
+    frame = checkpoint["frame"]
     variant = frame.get("variant")
     if variant not in _ENERGIES:
         raise CheckpointError(f"this checkpoint holds an unknown model {variant!r}; retrain it with this version of frame")
@@ -201,8 +215,7 @@ def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     for key in [k for k in state if ".preprocessing." in k]:
         state[key.replace(".preprocessing.", ".input_space.")] = state.pop(key)
     state.setdefault("buffer._extra_state", frame.get("noise_generator"))
-    frame.update(format=FORMAT, energy=target.rsplit(".", 1)[-1])
-    return checkpoint
+    frame.update(format=2, energy=target.rsplit(".", 1)[-1])
 
 
 # -- a run's checkpoints: resume checks, folder policy, requeue --------------------------------
