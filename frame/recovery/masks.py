@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from frame.recovery.baselines import harmonic, nearest_exemplars
 from frame.sampling import checked_step_size, checked_steps
 
 if TYPE_CHECKING:
@@ -101,8 +102,6 @@ def fill_missing(x: Tensor, missing: Tensor) -> Tensor:
 def harmonic_fill(images: Tensor, missing: Tensor) -> Tensor:
     """Missing pixels by the harmonic interpolation of the observed ones (MRF-l2, the Laplace
     equation on the hole, ``frame.recovery.baselines.harmonic``); ``images`` [B, C, H, W]."""
-    from frame.recovery.baselines import harmonic  # scipy, only when asked for
-
     missing = missing.to(torch.bool).expand(images.shape[0], 1, *images.shape[-2:])
     filled = [
         torch.from_numpy(harmonic(image.permute(1, 2, 0).double().cpu().numpy(), hole[0].cpu().numpy())).permute(2, 0, 1)
@@ -114,8 +113,6 @@ def harmonic_fill(images: Tensor, missing: Tensor) -> Tensor:
 def exemplars_fill(images: Tensor, missing: Tensor, bank: Tensor | None) -> Tensor:
     """``nearest_exemplars`` over ``bank`` (the training images, [N, 3 or 1, H, W] in [0, 1]),
     taken to the channels and canvas of ``images``."""
-    from frame.recovery.baselines import nearest_exemplars
-
     if bank is None:
         raise ValueError(
             "start='exemplars' needs a bank of images to take the nearest from (the training images: "
