@@ -61,19 +61,10 @@ class MultigridModel(FrameModel):
         with self.sampler.autocast(levels[0].device):
             return self.energy.features([self.sampler.prepare(level) for level in levels])
 
-    def langevin(
-        self,
-        start: Tensor,
-        mask: Tensor | None = None,
-        n_steps: int | None = None,
-        generator: torch.Generator | None = None,
-        rows: tuple[int, int] | None = None,
-        progress: bool = False,
-        step_size: float | None = None,
-        noise: bool | None = None,
-    ) -> Tensor:
-        """The finest chains of ``coarse_to_fine`` (what sampling and recovery show)."""
-        return self.coarse_to_fine(start, mask, n_steps, generator, rows, progress, step_size, noise)[-1]
+    def langevin(self, start: Tensor, mask: Tensor | None = None, **options: Any) -> Tensor:
+        """The finest chains of ``coarse_to_fine`` (what sampling and recovery show); `options` as
+        ``FrameModel.langevin``."""
+        return self.coarse_to_fine(start, mask, **options)[-1]
 
     def coarse_to_fine(
         self,
