@@ -34,7 +34,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torchvision.utils import save_image
 
-from frame.training import build_model
+from frame.run import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTURES = ROOT.parent / "shared" / "data" / "textures" / "frame_gray"

@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from frame.training import build_model, prepare_data  # noqa: E402
+from frame.run import build_model, prepare_data  # noqa: E402
 
 #: the research data a preset needs (relative to --data), as in its header's usage line
 NEEDS_DATA = {

@@ -30,9 +30,9 @@ if str(ROOT) not in sys.path:
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from frame.checkpoint import load_model  # noqa: E402
 from frame.eval import evaluate  # noqa: E402
-from frame.training import prepare_data, train  # noqa: E402
+from frame.run import prepare_data, train  # noqa: E402
+from frame.run.checkpoints import load_model  # noqa: E402
 
 
 def load() -> str:

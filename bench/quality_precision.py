@@ -4,7 +4,7 @@
     python bench/quality_precision.py --runs texture --texture-iters 60
     python bench/quality_precision.py --precisions fp32 bf16 --faces-iters 30 --faces-steps 15
 
-Drives the real training path (``frame.training.train`` on configs composed from ``conf/``,
+Drives the real training path (``frame.run.fit.train`` on configs composed from ``conf/``,
 ``logger=csv``, ``callbacks=none``, fixed ``seed``), changing only
 ``model.sampler.precision``:
 
@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from frame.training import train  # noqa: E402
+from frame.run import train  # noqa: E402
 
 CONF_DIR = str(ROOT / "conf")
 

@@ -45,11 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from frame.checkpoint import load_model  # noqa: E402
 from frame.data import list_images, load_images, to_tensor  # noqa: E402
 from frame.recovery import BASELINES, LABELS, available_baselines, exemplar_fill, masked_mae  # noqa: E402
 from frame.recovery.inpaint import inpaint, recovery_start, recovery_step_size, recovery_steps  # noqa: E402
 from frame.recovery.masks import STARTS, square_masks  # noqa: E402
+from frame.run.checkpoints import load_model  # noqa: E402
 
 #: the paper's Table 2 (CelebA 64x64, 1,000 test images), for reference
 PAPER = {
@@ -150,7 +150,7 @@ def train_model(args: argparse.Namespace, train_paths: list[Path], out: Path) ->
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from frame.training import train
+    from frame.run import train
 
     model = args.model or default_model()
     side = round(args.train_mask * args.image_size / 64)

@@ -32,10 +32,10 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from frame.checkpoint import load_model  # noqa: E402
 from frame.data.images import list_images  # noqa: E402
+from frame.run import train  # noqa: E402
+from frame.run.checkpoints import load_model  # noqa: E402
 from frame.scoring import SCORES, format_table, load_folder, log_reference, model_image_size, roc_auc, score_images, summary, write_csv  # noqa: E402
-from frame.training import train  # noqa: E402
 
 
 def _grey(images: torch.Tensor) -> torch.Tensor:

@@ -44,9 +44,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 
 from frame.eval import Evaluator  # noqa: E402
-from frame.models.base import PRECONDITION_IMAGES, PRECONDITIONS  # noqa: E402
 from frame.models.statistics import statistics_gap  # noqa: E402
-from frame.training import build_model, prepare_data  # noqa: E402
+from frame.run import build_model, prepare_data  # noqa: E402
+from frame.run.precondition import PRECONDITION_IMAGES, PRECONDITIONS  # noqa: E402
 
 
 @dataclass

@@ -23,12 +23,19 @@ masks): a generator apart from torch's global one (which data loading also draws
 seeded from the run's seed and saved in the state dict, so a resumed run draws exactly the
 noise the uninterrupted run would have drawn. Every process of a DDP run holds the same
 stream and keeps the rows of its own chains (``frame.sampling.draw_noise``).
+
+The model sees the chains through two calls, its one seam with where chains come from: ``starts``
+gives a process its share of the chains for an iteration (which pixels move, which rows of all
+processes' chains they are, the random stream) and ``keep`` takes the chains back after the
+Langevin steps. Training for recovery is another source with the same two calls
+(``frame.recovery.RecoveryChains``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +44,17 @@ if TYPE_CHECKING:
     from frame.input_space import InputSpace
 
 CHAIN_INITS = ("zeros", "noise", "data_mean", "image_mean")
+
+
+class Starts(NamedTuple):
+    """A process's chains at the start of an iteration's Langevin steps."""
+
+    chains: Tensor
+    #: the pixels that move (True), None: all
+    mask: Tensor | None
+    #: ``(first, total)``: the rows of all processes' chains these are (``frame.sampling.draw_noise``)
+    rows: tuple[int, int]
+    generator: torch.Generator
 
 
 class ChainBuffer(nn.Module):
@@ -156,6 +174,29 @@ class ChainBuffer(nn.Module):
     def update(self, chains: Tensor) -> None:
         """Store the chains after this iteration's Langevin steps."""
         self.chains.copy_(chains)
+
+    # -- the model's seam ------------------------------------------------------------------------
+    def setup(self, images: Tensor | None, world_size: int) -> None:
+        """Before fitting, with the data module's images (None: it holds none): each of the
+        `world_size` processes runs an equal share of the chains."""
+        if self.n_chains % world_size:
+            raise ValueError(
+                f"model.buffer.n_chains={self.n_chains} does not divide by the {world_size} "
+                "processes of this run: each process runs an equal share of the chains"
+            )
+
+    def starts(self, observed: Tensor, space: InputSpace, rank: int = 0, world_size: int = 1) -> Starts:
+        """Step 3 of Algorithm 1 for process `rank` of `world_size`: the chains (re)initialised
+        (``refresh``) and this process's share of them; every pixel moves."""
+        generator = self.generator(observed.device)
+        self.refresh(observed, space)
+        size = self.n_chains // world_size
+        return Starts(self.chains[rank * size : (rank + 1) * size], None, (rank * size, self.n_chains), generator)
+
+    def keep(self, chains: Tensor, gather: Callable[[Tensor], Tensor] | None = None) -> None:
+        """Takes this process's chains back after the Langevin steps. Every process keeps the
+        whole buffer, so checkpoints hold all chains: `gather` stacks the processes' shares."""
+        self.update(gather(chains) if gather is not None else chains)
 
 
 def _fit(image: Tensor, size: torch.Size | tuple[int, int]) -> Tensor:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -101,6 +102,24 @@ def draw_noise(x: Tensor, generator: torch.Generator | None, rows: tuple[int, in
     offset, total = rows
     z = torch.randn((total, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype)
     return z[offset : offset + x.shape[0]]
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def checked_step_size(value: object, key: str) -> float:
+    """delta of eq. (16), a finite number > 0; `key` names the setting in the error."""
+    if not (_real(value) and value > 0):
+        raise ValueError(f"{key} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def checked_steps(value: object, key: str) -> int:
+    """A number of Langevin steps, an integer >= 0; `key` names the setting in the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
+        raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
+    return int(value)
 
 
 class DriftTrace:
@@ -176,16 +195,12 @@ class LangevinSampler:
         precision: str = "auto",
         channels_last: bool = True,
     ) -> None:
-        if not step_size > 0:
-            raise ValueError(f"sampler.step_size must be > 0, got {step_size}")
-        if int(n_steps) != n_steps or n_steps < 0:
-            raise ValueError(f"sampler.n_steps must be a non-negative integer, got {n_steps}")
-        if not sigma > 0:
-            raise ValueError(f"sampler.sigma must be > 0, got {sigma}")
+        self.step_size = checked_step_size(step_size, "model.sampler.step_size")
+        self.n_steps = checked_steps(n_steps, "model.sampler.n_steps")
+        if not (_real(sigma) and sigma > 0):
+            raise ValueError(f"model.sampler.sigma must be a number > 0, got {sigma!r}")
         if precision not in PRECISIONS:
-            raise ValueError(f"sampler.precision must be one of {PRECISIONS}, got {precision!r}")
-        self.step_size = float(step_size)
-        self.n_steps = int(n_steps)
+            raise ValueError(f"model.sampler.precision must be one of {PRECISIONS}, got {precision!r}")
         self.sigma = float(sigma)
         self.noise = bool(noise)
         self.clamp = bool(clamp)
@@ -241,11 +256,14 @@ class LangevinSampler:
         bounds: tuple[Tensor, Tensor] | None = None,
         generator: torch.Generator | None = None,
         rows: tuple[int, int] | None = None,
+        step_size: float | None = None,
+        noise: bool | None = None,
     ) -> Tensor:
-        """One update of eq. (16) from the drift -U'(x)."""
-        x = x + (0.5 * self.step_size**2) * drift
-        if self.noise:
-            x = x + self.step_size * draw_noise(x, generator, rows)
+        """One update of eq. (16) from the drift -U'(x), of `step_size` (default: the sampler's)."""
+        step_size = self.step_size if step_size is None else step_size
+        x = x + (0.5 * step_size**2) * drift
+        if self.noise if noise is None else noise:
+            x = x + step_size * draw_noise(x, generator, rows)
         if self.clamp and bounds is not None:
             x = torch.maximum(torch.minimum(x, bounds[1]), bounds[0])
         if mask is not None:
@@ -262,8 +280,13 @@ class LangevinSampler:
         progress: bool = False,
         generator: torch.Generator | None = None,
         rows: tuple[int, int] | None = None,
+        step_size: float | None = None,
+        noise: bool | None = None,
     ) -> Tensor:
-        """Runs the chains `x` for `n_steps` (default: ``self.n_steps``) steps of eq. (16).
+        """Runs the chains `x` for `n_steps` (default: ``self.n_steps``) steps of eq. (16) of
+        `step_size` (default: ``self.step_size``), with the noise term unless `noise` is False
+        (default: ``self.noise``). The sampler itself never changes: a caller that samples
+        differently (recovery, a rolled-back run) says so in the call or in the config.
 
         Args:
             energy: maps chains [B, C, H, W] to f(I; w) per chain [B].
@@ -274,6 +297,7 @@ class LangevinSampler:
             progress: show a progress bar over the steps.
             generator: source of the noise Z (default: torch's global generator); a model
                 owns one so that a resumed run draws the same noise as an uninterrupted one.
+            rows: ``(offset, total)``: the chains are these rows of all processes' (``draw_noise``).
         Returns:
             the chains after the last step, fp32, detached.
         """
@@ -284,13 +308,14 @@ class LangevinSampler:
         if mask is not None:
             mask = mask.to(device=x.device, dtype=torch.bool)
             fixed = x.clone()
-        steps = self.n_steps if n_steps is None else int(n_steps)
-        trace = DriftTrace(self.step_size, mask)
+        steps = self.n_steps if n_steps is None else checked_steps(n_steps, "the number of Langevin steps")
+        step_size = self.step_size if step_size is None else checked_step_size(step_size, "the Langevin step size")
+        trace = DriftTrace(step_size, mask)
         for _ in tqdm(range(steps), desc="Langevin", disable=not progress, leave=False):
             _, grad_f = self.energy_grad(energy, x)
             drift = self.drift(x, grad_f)
             trace.add(drift)
-            x = self.step(x, drift, fixed, mask, bounds, generator, rows)
+            x = self.step(x, drift, fixed, mask, bounds, generator, rows, step_size, noise)
         self.last_trace = trace.summary()
         return x
 

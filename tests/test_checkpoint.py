@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import frame.nets.vgg as vgg
-from frame.checkpoint import load_model, read_checkpoint
+from frame.run.checkpoints import load_model, read_checkpoint
 
 DATA = Path(__file__).parent / "data"
 
@@ -34,7 +34,7 @@ def test_checkpoints_of_the_previous_format_load(name, energy, channels, monkeyp
 
 
 def test_a_checkpoint_holds_its_filter_weights_and_no_path(tmp_path, monkeypatch):
-    from frame.training import train
+    from frame.run import train
     from tests.test_training import make_cfg
 
     train(make_cfg(tmp_path, "model=stationary", "model.energy.extractor.layers=[conv1_1]", "trainer.max_steps=1"))
@@ -46,8 +46,7 @@ def test_a_checkpoint_holds_its_filter_weights_and_no_path(tmp_path, monkeypatch
 
 
 def test_no_path_of_the_run_is_saved_and_resume_in_its_folder_keeps_track(tmp_path):
-    from frame.callbacks import RunCheckpoint
-    from frame.training import train
+    from frame.run import RunCheckpoint, train
     from tests.test_training import make_cfg
 
     train(make_cfg(tmp_path, "model=stationary", "model.energy.extractor.layers=[conv1_1]", "trainer.max_steps=2"))
@@ -66,7 +65,7 @@ def test_no_path_of_the_run_is_saved_and_resume_in_its_folder_keeps_track(tmp_pa
 @pytest.mark.parametrize("fast", [False, True])
 def test_a_bf16_checkpoint_samples_in_fp32_where_bf16_is_slow(fast, monkeypatch):
     """Checkpoints of earlier versions say bf16; a CPU without AVX512_BF16 or AMX emulates it ~25x slower."""
-    import frame.checkpoint as checkpoint
+    import frame.run.checkpoints as checkpoint
 
     monkeypatch.setattr(checkpoint, "fast_bf16", lambda device: fast)
     assert torch.load(DATA / "legacy_scratch.ckpt", weights_only=True)["frame"]["model_config"]["sampler"]["precision"] == "bf16"
@@ -76,3 +75,31 @@ def test_a_bf16_checkpoint_samples_in_fp32_where_bf16_is_slow(fast, monkeypatch)
     with pytest.warns(UserWarning, match=r"legacy_scratch\.ckpt: model\.sampler\.precision=bf16 runs far slower"):
         model = load_model(DATA / "legacy_scratch.ckpt")
     assert model.sampler.precision == "auto"
+
+
+@pytest.mark.parametrize("name, energy", [("format2_recovery.ckpt", "NonStationaryEnergy"), ("format2_stationary.ckpt", "StationaryEnergy")])
+def test_checkpoints_of_the_current_format_load_and_resume(name, energy, tmp_path, monkeypatch):
+    """Written by frame in format 2 (a recovery model and a plain one): they rebuild, recover and resume."""
+    from frame.recovery.inpaint import recovery_step_size, recovery_steps
+    from frame.run import train
+    from tests.test_training import make_cfg, read_metric
+
+    monkeypatch.setattr(vgg, "load_vgg16_state_dict", lambda *a, **k: pytest.fail("read a weight source"))
+    raw = torch.load(DATA / name, weights_only=True)
+    model = load_model(DATA / name)
+    assert type(model.energy).__name__ == energy
+    for key, value in raw["state_dict"].items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(model.state_dict()[key], value, msg=key)
+    assert torch.equal(model.buffer.get_extra_state()["state"], raw["state_dict"]["buffer._extra_state"]["state"])
+    recovery = raw["frame"]["model_config"]["recovery"]
+    assert (recovery_steps(model), recovery_step_size(model)) == ((80, 0.05) if recovery else (model.sampler.n_steps, model.sampler.step_size))
+    monkeypatch.undo()
+    (tmp_path / "old").mkdir()
+    resumed = tmp_path / "old" / name
+    resumed.write_bytes((DATA / name).read_bytes())
+    preset = ["experiment=vgg_recovery", "data.batch_size=4"] if recovery else ["model=stationary", "data=texture"]
+    train(make_cfg(tmp_path / "run", *preset, "model.energy.extractor.layers=[conv1_1]", "data.image_size=16",
+                   f"model.buffer.n_chains={raw['frame']['model_config']['buffer']['n_chains']}", "trainer.max_steps=3",
+                   f"ckpt_path={resumed}"))
+    assert len(read_metric(tmp_path / "run", "train/gap_rel")) == 1  # steps 1-2 came from the checkpoint

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frame.checkpoint import read_checkpoint
-from frame.training import train
+from frame.run import train
+from frame.run.checkpoints import read_checkpoint
 from tests.test_training import make_cfg
 
 COMMON = ("model.buffer.n_chains=4", "model.sampler.precision=fp32", "trainer.max_steps=3", "data.steps_per_epoch=3",

@@ -8,8 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from frame.callbacks import DivergenceError, DivergenceGuard
-from frame.training import train
+from frame.run import DivergenceError, DivergenceGuard, train
 from tests.test_training import make_cfg, read_metric
 
 

@@ -10,9 +10,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from frame.checkpoint import load_model
 from frame.cli.score import main as score_main
-from frame.training import train
+from frame.run import train
+from frame.run.checkpoints import load_model
 from tests.conftest import CONF_DIR
 
 TINY_NET = "model.energy.layers=[{filters:4,kernel:3,stride:2}]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 
 from frame.energies import StationaryEnergy
@@ -33,8 +34,8 @@ def test_observed_features_are_computed_once_per_distinct_batch():
 def test_grey_data_gives_grey_chains_end_to_end(tmp_path):
     """data.grayscale=auto on grey images (the embedded LFW faces): one-channel chains that the
     colour VGG sees in all three channels; the checkpoint rebuilds a grey model."""
-    from frame.checkpoint import load_model
-    from frame.training import train
+    from frame.run import train
+    from frame.run.checkpoints import load_model
     from tests.test_training import make_cfg
 
     train(make_cfg(tmp_path, "model=nonstationary", "data=objects", "model.energy.extractor.layers=[conv1_2]"))
@@ -49,8 +50,8 @@ def test_grey_data_gives_grey_chains_end_to_end(tmp_path):
 
 
 def test_colour_data_keeps_colour_chains(tmp_path):
-    from frame.checkpoint import load_model
-    from frame.training import train
+    from frame.run import train
+    from frame.run.checkpoints import load_model
     from tests.test_training import make_cfg
 
     train(make_cfg(tmp_path, "model=stationary", "data=texture", "data.embedded=chelsea", "model.energy.extractor.layers=[conv1_2]"))
@@ -61,26 +62,31 @@ def test_layer_variance_precondition_scales_each_layers_update():
     """model.precondition=layer_variance: one SGD step moves each layer's weights by the plain
     step times that layer's factor (1 for the layer of largest observed variance)."""
     from frame.energies import NonStationaryEnergy
+    from frame.run.precondition import Precondition
 
     images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     steps = {}
     for precondition in ("none", "layer_variance"):
         torch.manual_seed(0)
         model = FrameModel(NonStationaryEnergy(TinyExtractor(), image_size=8), LangevinSampler(n_steps=1, precision="fp32"),
-                           buffer={"n_chains": 2}, image_size=8, precondition=precondition)
+                           buffer={"n_chains": 2}, image_size=8)
+        callback = Precondition(precondition)
         optimizer = model.configure_optimizers()
+        callback.on_train_batch_start(None, model, images, 0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # self.log outside a Trainer
             loss = model.training_step(images.clone(), 0)
         loss.backward()
-        model.on_before_optimizer_step(optimizer)
+        callback.on_before_optimizer_step(None, model, optimizer)
         optimizer.step()
         steps[precondition] = {layer: w.detach().clone() for layer, w in model.energy.weights.items()}
-        factors = model._lr_factors
+        factors = callback.factors
     assert set(factors) == {"a", "b"} and min(f.item() for f in factors.values()) == 1.0
     for layer, factor in factors.items():
         torch.testing.assert_close(steps["layer_variance"][layer], steps["none"][layer] * factor)
     assert max(f.item() for f in factors.values()) > 1.0  # the tiny layers differ in scale
+    with pytest.raises(ValueError, match="^model.precondition must be one of"):
+        Precondition("per_layer")
 
 
 def test_grey_chains_reach_the_net_in_the_samplers_memory_format():

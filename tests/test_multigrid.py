@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 
 from frame.buffer import ChainBuffer
-from frame.checkpoint import load_model
 from frame.energies import MultigridEnergy, ScratchEnergy
 from frame.models import MultigridModel
+from frame.run.checkpoints import load_model
 from frame.sampling import LangevinSampler
 
 ROOT = Path(__file__).resolve().parents[1]

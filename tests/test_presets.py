@@ -12,8 +12,8 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from frame.buffer import ChainBuffer
-from frame.checkpoint import load_model
-from frame.training import build_model, train
+from frame.run import build_model, train
+from frame.run.checkpoints import load_model
 from tests.conftest import CONF_DIR
 
 PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))

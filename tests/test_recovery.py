@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,17 +12,17 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from frame.checkpoint import load_model
 from frame.cli.inpaint import MaskError
 from frame.cli.inpaint import main as inpaint_main
 from frame.energies import NonStationaryEnergy
 from frame.models import FrameModel
-from frame.recovery import BASELINES, available_baselines, exemplar_fill, masked_mae, opencv_available
+from frame.recovery import BASELINES, RecoveryChains, available_baselines, exemplar_fill, masked_mae, opencv_available, recovery_of
 from frame.recovery.baselines import nearest_exemplars
 from frame.recovery.inpaint import inpaint
 from frame.recovery.masks import RecoveryMasks, fill_missing, square_masks, start_chains
+from frame.run import train
+from frame.run.checkpoints import load_model
 from frame.sampling import LangevinSampler
-from frame.training import train
 from tests.conftest import CONF_DIR, TinyExtractor
 
 
@@ -113,7 +114,7 @@ def tiny_model(recovery, n_chains=4, size=16, n_steps=3):
     sampler = LangevinSampler(step_size=0.3, n_steps=n_steps, precision="fp32", channels_last=False)
     model = FrameModel(
         energy=NonStationaryEnergy(TinyExtractor(), size), sampler=sampler, image_size=size,
-        buffer={"n_chains": n_chains}, recovery=recovery,
+        buffer=partial(RecoveryChains, n_chains=n_chains, **recovery) if recovery is not None else {"n_chains": n_chains},
     )
     with torch.no_grad():
         for w in model.energy.weights.values():
@@ -335,7 +336,7 @@ def test_recovery_training_from_the_exemplars_start_takes_other_training_images(
     observed = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="--bank"):
         model.synthesize(observed)
-    model.exemplar_bank = observed  # what setup() takes from the data module
+    model.buffer.bank = observed  # what setup() takes from the data module
     start = model.synthesize(observed)  # no Langevin step: the chains are the exemplars fill
     hole = (start != observed).any(1, keepdim=True)
     assert 0 < hole.sum() <= 4 * 36
@@ -376,7 +377,8 @@ def write_inputs(folder: Path) -> dict[str, np.ndarray]:
 def test_frame_inpaint_writes_same_named_outputs_keeping_observed_pixels(tiny_checkpoint, tmp_path):
     arrays = write_inputs(tmp_path / "in")
     model = load_model(tiny_checkpoint)
-    assert model.recovery is not None and model.recovery.mask_size == (12, 8) and model.recovery.test_step_size == 0.1
+    recovery = recovery_of(model)  # model.recovery={...} named the chain source model.buffer
+    assert recovery is not None and recovery.mask_size == (12, 8) and recovery.test_step_size == 0.1
     out = tmp_path / "out"
     inpaint_main(["--ckpt", str(tiny_checkpoint), "--input", str(tmp_path / "in"), "--out", str(out),
                   "--mask-size", "10", "--seed", "3", "--steps", "3", "--device", "cpu"])
@@ -428,7 +430,7 @@ def test_exemplars_start_trains_from_the_data_modules_images_and_frame_inpaint_t
     train(cfg)
     ckpt = out / "checkpoints" / "last.ckpt"
     model = load_model(ckpt)
-    assert model.recovery.start == "exemplars" and model.exemplar_bank is None  # the bank stays out of the checkpoint
+    assert recovery_of(model).start == "exemplars" and model.buffer.bank is None  # the bank stays out of the checkpoint
     arrays = write_inputs(tmp_path / "in")
     bank = tmp_path / "bank"
     bank.mkdir()

@@ -15,13 +15,12 @@ import pytest
 import torch
 import yaml
 
-from frame.callbacks import CheckpointWriteError, DivergenceError
-from frame.checkpoint import load_model, read_checkpoint
 from frame.energies import StationaryEnergy
 from frame.models import FrameModel
 from frame.nets import VGG16Features, weights
+from frame.run import CheckpointWriteError, DivergenceError, train
+from frame.run.checkpoints import load_model, read_checkpoint
 from frame.sampling import LangevinSampler
-from frame.training import train
 from tests.test_training import make_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +101,7 @@ def test_unwritable_checkpoint_folder_fails_loudly(tmp_path):
 
 
 def test_checkpoint_writes_fail_loudly_and_leave_no_partial_file(tmp_path, monkeypatch):
-    from frame.callbacks import AtomicCheckpointIO
+    from frame.run import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     io.save_checkpoint({"x": torch.ones(2)}, tmp_path / "ok.ckpt")
@@ -119,7 +118,7 @@ def test_checkpoint_writes_fail_loudly_and_leave_no_partial_file(tmp_path, monke
 
 
 def test_the_next_save_removes_a_killed_writers_temporary_file(tmp_path):
-    from frame.callbacks import AtomicCheckpointIO
+    from frame.run import AtomicCheckpointIO
 
     stale = tmp_path / ".last.ckpt.ab12cd.tmp"  # what a writer killed mid-write leaves
     stale.write_bytes(b"half a checkpoint")
@@ -209,13 +208,17 @@ def test_rollback_resumes_from_the_checkpoint_this_run_wrote(tmp_path, caplog):
     decoy.write_bytes((tmp_path / "other" / "checkpoints" / "last.ckpt").read_bytes())
     mine = tmp_path / "mine"
     caplog.set_level(logging.WARNING)
+    cfg = diverging(tmp_path, f"callbacks.model_checkpoint.dirpath={mine}", "rollback.max_times=1")
     with pytest.raises(DivergenceError, match=str(mine)):
-        train(diverging(tmp_path, f"callbacks.model_checkpoint.dirpath={mine}", "rollback.max_times=1"))
+        train(cfg)
     rollbacks = [r.getMessage() for r in caplog.records if "Rolling back" in r.getMessage()]
     assert len(rollbacks) == 1 and f"Rolling back to {mine / 'last.ckpt'} " in rollbacks[0]
     assert decoy.read_bytes() == (tmp_path / "other" / "checkpoints" / "last.ckpt").read_bytes()
     diagnostic = max(mine.glob("diverged_step*.ckpt"))  # written again by the resumed attempt
     assert read_checkpoint(diagnostic)["callbacks"]["DivergenceGuard"]["backoff"] == 0.5
+    # the resumed attempt's sampler was built with half the step size; the run's config is untouched
+    assert read_checkpoint(diagnostic)["frame"]["model_config"]["sampler"]["step_size"] == 0.5 * cfg.model.sampler.step_size
+    assert read_checkpoint(mine / "last.ckpt")["frame"]["model_config"]["sampler"]["step_size"] == cfg.model.sampler.step_size
 
 
 # -- configuration errors name their key ----------------------------------------------------------
@@ -239,6 +242,14 @@ def test_unknown_key_or_option_is_one_line_naming_it(tmp_path, override, fragmen
     assert not (tmp_path / "run").exists()  # refused before Hydra made the run folder
 
 
+def test_a_moved_key_names_the_new_one(tmp_path):
+    status, err = finish(run_train("experiment=vgg_recovery", "model.recovery.test_steps=5", f"hydra.run.dir={tmp_path}"))
+    assert status == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith("train.py: error: model.recovery.test_steps is now model.buffer.test_steps: ")
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(("override", "key"), [
     ("model.sampler.n_steps=0", "model.sampler.n_steps"),
     ("model.sampler.step_size=0", "model.sampler.step_size"),
@@ -246,6 +257,13 @@ def test_unknown_key_or_option_is_one_line_naming_it(tmp_path, override, fragmen
     ("trainer.max_steps=0", "trainer.max_steps"),
     ("rollback.factor=1.5", "rollback.factor"),
     ("data.steps_per_epoch=0", "data.steps_per_epoch"),
+    ("seed=-1", "seed"),
+    ("model.sampler.sigma=0", "model.sampler.sigma"),
+    ("model.image_size=0", "model.image_size"),
+    ("model.buffer.reinit_fraction=2", "model.buffer.reinit_fraction"),
+    ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps"),
+    ("callbacks.sample_grid.max_images=0", "callbacks.sample_grid.max_images"),
+    ("callbacks.model_checkpoint.save_top_k=-2", "callbacks.model_checkpoint.save_top_k"),
 ])
 def test_out_of_range_value_fails_naming_the_key(tmp_path, override, key):
     with pytest.raises(ValueError, match=rf"^{key} must be"):

@@ -184,3 +184,33 @@ def test_keep_freed_memory_reuses_large_blocks_without_page_faults():
     for _ in range(3):
         torch.ones(2**24)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 4096
+
+
+def test_a_call_takes_its_own_step_size_and_noise_and_leaves_the_sampler_as_it_was():
+    def quadratic(x):  # a non-trivial drift, so that the step size shows in the chains
+        return -0.1 * x.square().flatten(1).sum(1)
+
+    x = torch.randn(2, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    sampler = LangevinSampler(step_size=0.3, n_steps=3, precision="fp32")
+    for step_size, noise in [(0.1, True), (0.5, False)]:
+        called = sampler.sample(quadratic, x, step_size=step_size, noise=noise, generator=torch.Generator().manual_seed(1))
+        built = LangevinSampler(step_size=step_size, n_steps=3, noise=noise, precision="fp32")
+        assert torch.equal(called, built.sample(quadratic, x, generator=torch.Generator().manual_seed(1)))
+        assert sampler.last_trace["move_rms"] == built.last_trace["move_rms"]
+    assert (sampler.step_size, sampler.noise, sampler.n_steps) == (0.3, True, 3)
+    assert not torch.equal(sampler.sample(quadratic, x, generator=torch.Generator().manual_seed(1)), called)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"step_size": 0}, r"^model\.sampler\.step_size must be a number > 0, got 0"),
+    ({"step_size": float("inf")}, r"^model\.sampler\.step_size must be a number > 0"),
+    ({"n_steps": -1}, r"^model\.sampler\.n_steps must be an integer >= 0"),
+    ({"sigma": 0}, r"^model\.sampler\.sigma must be a number > 0"),
+])
+def test_bad_settings_name_their_key(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LangevinSampler(**kwargs)
+    if "sigma" not in kwargs:  # the same check for a call's own value
+        what = "the Langevin step size" if "step_size" in kwargs else "the number of Langevin steps"
+        with pytest.raises(ValueError, match=rf"^{what} must be"):
+            LangevinSampler().sample(zero_energy, torch.zeros(1, 1, 2, 2), **kwargs)

@@ -19,8 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from frame.checkpoint import CheckpointError, load_model, read_checkpoint
-from frame.training import train
+from frame.run import train
+from frame.run.checkpoints import CheckpointError, load_model, read_checkpoint
 from tests.test_training import make_cfg
 
 ROOT = Path(__file__).resolve().parents[1]

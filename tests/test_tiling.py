@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from frame.checkpoint import load_model
-from frame.training import train
+from frame.run import train
+from frame.run.checkpoints import load_model
 from tests.test_training import make_cfg
 
 

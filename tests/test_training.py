@@ -9,8 +9,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from frame.checkpoint import load_model
-from frame.training import train
+from frame.run import train
+from frame.run.checkpoints import load_model
 from tests.conftest import CONF_DIR
 
 

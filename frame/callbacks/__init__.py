@@ -1,13 +1,11 @@
-"""Lightning callbacks of the framework."""
+"""Lightning callbacks that observe a run: sample grids, detector maps, evaluation metrics.
 
-from frame.callbacks.checkpointing import AtomicCheckpointIO, CheckpointWriteError, RunInterrupted, StopOnSignal
+What controls a run (divergence guard, signal stopping, checkpoint IO, random states) lives in
+``frame.run``.
+"""
+
 from frame.callbacks.detectors import DetectorMaps
-from frame.callbacks.divergence import DivergenceError, DivergenceGuard
 from frame.callbacks.eval import EvalMetrics
-from frame.callbacks.random_states import RandomStates
-from frame.callbacks.run_checkpoint import RunCheckpoint
 from frame.callbacks.samples import SampleGrid, publish_grid
 
-__all__ = [
-    "AtomicCheckpointIO", "CheckpointWriteError", "RunInterrupted", "StopOnSignal",
-    "DetectorMaps", "DivergenceError", "DivergenceGuard", "EvalMetrics", "RandomStates", "RunCheckpoint", "SampleGrid", "publish_grid"]
+__all__ = ["DetectorMaps", "EvalMetrics", "SampleGrid", "publish_grid"]

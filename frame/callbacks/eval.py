@@ -175,9 +175,7 @@ class EvalMetrics(EveryNSteps):
             if self.log_calibration:
                 metrics[f"eval/{name}_floor"] = score.floor
                 metrics[f"eval/{name}_ceiling"] = score.ceiling
-        # the step Lightning logs this batch's training metrics under, so rows line up
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
+        for logger in trainer.loggers:  # in the row of this step's training metrics
+            logger.log_metrics(metrics, step=self.row)
         # visible to train()'s return value and to sweeps (e.g. optimized_metric=eval/kid)
         trainer.callback_metrics.update({key: torch.tensor(value) for key, value in metrics.items()})

@@ -23,6 +23,9 @@ class EveryNSteps(pl.Callback):
         #: the last training batch (observed images in [0, 1]), for the pictures
         self.last_batch: Tensor | None = None
         self.last_step = -1
+        #: the logger row of the metrics of the step ``run`` reports on (Lightning writes a step's
+        #: metrics under ``global_step - 1``; after the last step, a row of its own)
+        self.row = 0
 
     def run(self, trainer: pl.Trainer, pl_module: Any) -> None:
         raise NotImplementedError
@@ -30,10 +33,12 @@ class EveryNSteps(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Tensor, batch_idx: int) -> None:
         self.last_batch = batch
         if trainer.global_step % self.every_n_steps == 0:
+            self.row = trainer.global_step - 1
             self.run(trainer, pl_module)
             self.last_step = trainer.global_step
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if self.last_batch is not None and self.last_step != trainer.global_step:
+            self.row = trainer.global_step
             self.run(trainer, pl_module)
             self.last_step = trainer.global_step

@@ -64,6 +64,8 @@ class SampleGrid(EveryNSteps):
 
     def __init__(self, every_n_steps: int = 50, max_images: int = 16, dirpath: str | None = None) -> None:
         super().__init__(every_n_steps, "sample_grid")
+        if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+            raise ValueError(f"callbacks.sample_grid.max_images must be an integer >= 1, got {max_images!r}")
         self.max_images = max_images
         self.dirpath = dirpath
 

@@ -91,7 +91,7 @@ def is_grey(images: torch.Tensor) -> bool:
 
 def checkpoint_samples(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
     """The checkpoint's chains (or fresh ones) as images in [0, 1], and how they were made."""
-    from frame.checkpoint import load_model  # builds the model: only when a checkpoint is given
+    from frame.run.checkpoints import load_model  # builds the model: only when a checkpoint is given
 
     model = load_model(args.ckpt, device=args.device)
     saved = model.buffer.chains

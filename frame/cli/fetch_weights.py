@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from frame.cli.common import HelpFormatter, Parser, run
-from frame.nets.weights import CACHE_FILENAME, cache_root, file_sha256, load_caffe, state_dict_sha256
+from frame.nets.weights import cache_root, fetch_caffe
 
 PROG = "frame-fetch-weights"
 
@@ -31,14 +30,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def fetch(args: argparse.Namespace) -> None:
-    start = time.perf_counter()
-    state_dict = load_caffe(args.cache_dir, force=args.force)
-    path = cache_root(args.cache_dir) / CACHE_FILENAME
-    print(f"cache:            {path} ({path.stat().st_size / 2**20:.1f} MiB)")
-    print(f"file sha256:      {file_sha256(path)}")
-    print(f"content sha256:   {state_dict_sha256(state_dict)}")
-    print(f"tensors:          {len(state_dict)} ({sum(t.numel() for t in state_dict.values()):,} params)")
-    print(f"elapsed:          {time.perf_counter() - start:.1f} s")
+    print(fetch_caffe(args.cache_dir, force=args.force))
 
 
 def main(argv: list[str] | None = None) -> int:

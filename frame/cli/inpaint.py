@@ -16,7 +16,7 @@ Writes, in --out (which must lie outside every --input and --masks):
                     the run;
   grid.png          one row per image: original | masked (holes white) | recovered.
 Every image and mask is read and checked before the sampling starts.
-A model trained with ``model.recovery.start: exemplars`` starts each hole from the nearest of
+A model trained with ``model.buffer.start: exemplars`` starts each hole from the nearest of
 its training images, which the checkpoint does not hold: give them with --bank.
 """
 
@@ -33,11 +33,11 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import save_image
 
-from frame.checkpoint import load_model
 from frame.cli.common import add_ckpt, add_input, check_outputs, make_parser, positive_float, positive_int, run
 from frame.data import list_images, load_image, load_images, to_tensor
 from frame.recovery.inpaint import inpaint_image, model_size, recovery_start, resize, resize_mask
 from frame.recovery.masks import STARTS, square_masks
+from frame.run.checkpoints import load_model
 
 PROG = "frame-inpaint"
 

@@ -60,13 +60,14 @@ def config(args: argparse.Namespace):
 
 
 def pursue(args: argparse.Namespace) -> None:
+    # imported after the arguments are parsed, for the command's start-up time (not for a cycle)
     import logging
 
     import hydra
 
     from frame.nets.filter_bank import kernel_grid
     from frame.pursuit import FilterPursuit
-    from frame.training import build_model
+    from frame.run import build_model
 
     if args.filters < 0 or args.iterations < 1 or args.average < 1:
         raise ValueError(f"--filters must be >= 0, --iterations and --average >= 1, got {args.filters}, "

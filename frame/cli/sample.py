@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from frame.checkpoint import load_model
 from frame.cli.common import add_ckpt, check_outputs, make_parser, positive_int, run
+from frame.run.checkpoints import load_model
 from frame.synthesis import INITS, draw
 
 PROG = "frame-sample"

@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from frame.checkpoint import load_model
 from frame.cli.common import add_ckpt, add_input, check_outputs, make_parser, positive_int, run
+from frame.run.checkpoints import load_model
 from frame.scoring import SCORES, format_table, score_folders, write_csv
 
 PROG = "frame-score"

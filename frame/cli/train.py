@@ -26,10 +26,9 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from frame.callbacks import DivergenceError, RunInterrupted
 from frame.cli.common import one_line
 from frame.nets.weights import WeightsUnavailableError
-from frame.training import train
+from frame.run import DivergenceError, RunInterrupted, train
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,8 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 #: errors in what the user gave (exit status 2) and runs that could not go on (1)
 USER_ERRORS = (ValueError, OSError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
 RUN_ERRORS = (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError)
+#: a config key of earlier versions whose settings moved (the old key names the new one in the error)
+RENAMED = "model.recovery."
 
 
 def task(cfg: DictConfig) -> float | None:
@@ -108,6 +109,13 @@ def check_overrides(args: list[str]) -> None:
     Only for a plain run: with a flag (``-m``, ``--cfg``, ``--help``, ...) Hydra reports."""
     if any(arg.startswith("-") for arg in args):
         return
+    for arg in args:
+        key = arg.lstrip("+~").split("=", 1)[0]
+        if key.startswith(RENAMED):  # model.recovery={...} as a whole still works
+            new = "model.buffer." + key[len(RENAMED):]
+            print(f"{program()}: error: {key} is now {new}: the recovery settings belong to the chain source "
+                  "model.buffer._target_=frame.recovery.RecoveryChains (experiment=vgg_recovery)", file=sys.stderr)
+            sys.exit(2)
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 

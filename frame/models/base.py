@@ -11,7 +11,7 @@ Each training step is one learning iteration t of Algorithm 1:
 
 A model differs from another only in its energy f(I; w) (``frame.energies``). The module logs
 ``train/gap_rel`` = ||H_obs - H_syn|| / ||H_obs|| (all layers and per layer) and the mean
-f(I; w) of observed and synthesized images per layer; ``frame.callbacks.DivergenceGuard``
+f(I; w) of observed and synthesized images per layer; ``frame.run.DivergenceGuard``
 watches them. ``train/langevin/drift_cos`` and ``train/langevin/move_rms`` say how the chains
 moved in step 5 (``frame.sampling.DriftTrace``): a cosine near -1 means the chains chatter
 across the kinks of f, by hops of ``move_rms`` a step.
@@ -19,6 +19,7 @@ across the kinks of f, by hops of ``move_rms`` a step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
@@ -31,14 +32,25 @@ from frame.buffer import ChainBuffer
 from frame.energies.base import Energy
 from frame.input_space import InputSpace
 from frame.models.statistics import statistics_gap
-from frame.recovery.masks import RecoveryMasks
 from frame.sampling import LangevinSampler
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
-#: model.precondition -> the energy's method giving the learning-rate factors (Section 5.1)
-PRECONDITIONS = {"none": None, "obs_variance": "variance_preconditioner", "layer_variance": "layer_preconditioner"}
-#: how many of the data module's images the precondition factors are measured on
-PRECONDITION_IMAGES = 256
+
+
+def check_settings(image_size: Any, canvas_size: Any, optimizer: Any) -> None:
+    """What the model's own arguments must be, as one line naming the config key."""
+    def bad(value: Any, low: float, strict: bool = False, integer: bool = False) -> bool:
+        kinds = int if integer else (int, float)
+        return isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < low or (strict and value == low)
+
+    if bad(image_size, 1, integer=True):
+        raise ValueError(f"model.image_size must be an integer >= 1, got {image_size!r}")
+    if canvas_size is not None and bad(canvas_size, 1, integer=True):
+        raise ValueError(f"model.canvas_size must be an integer >= 1 or null, got {canvas_size!r}")
+    settings = getattr(optimizer, "keywords", {})  # a Hydra partial of a torch optimizer
+    for key in ("lr", "momentum", "weight_decay"):
+        if key in settings and bad(settings[key], 0, strict=key == "lr"):
+            raise ValueError(f"model.optimizer.{key} must be a number {'>' if key == 'lr' else '>='} 0, got {settings[key]!r}")
 
 
 class FrameModel(pl.LightningModule):
@@ -53,15 +65,9 @@ class FrameModel(pl.LightningModule):
         canvas_size: side of the chains (default ``image_size``; larger only for energies whose
             weights are not tied to positions).
         optimizer: a factory taking the parameters (Hydra ``_partial_``); plain SGD makes one
-            step exactly eq. (13)/(14) with gamma = lr.
+            step exactly eq. (13)/(14) with gamma = lr (per weight or layer with the run's
+            ``model.precondition``, ``frame.run.precondition``).
         scheduler: optional factory taking the optimizer, stepped every iteration.
-        precondition: ``"none"``, ``"obs_variance"``: gamma of each weight inversely
-            proportional to the observed variance of its statistic (Section 5.1), or
-            ``"layer_variance"``: the same per layer (for models on several VGG layers).
-        recovery: ``None``, or ``{mask_size, n_masks, placement, start, test_steps, test_step_size}`` to train for image
-            recovery (Section 9, ``frame.recovery.RecoveryMasks``): each iteration every
-            training image gets random holes and its chain samples p(I_M | I_notM; w), so
-            the buffer holds one chain per image of the batch.
     """
 
     def __init__(
@@ -73,16 +79,11 @@ class FrameModel(pl.LightningModule):
         canvas_size: int | None = None,
         optimizer: OptimizerFactory | None = None,
         scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
-        precondition: str = "none",
-        recovery: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        check_settings(image_size, canvas_size, optimizer)
         canvas = int(canvas_size or image_size)
         energy.check_canvas(int(image_size), canvas)
-        if precondition not in PRECONDITIONS:
-            raise ValueError(f"model.precondition must be one of {tuple(PRECONDITIONS)}, got {precondition!r}")
-        if PRECONDITIONS[precondition] and not hasattr(energy, PRECONDITIONS[precondition]):
-            raise ValueError(f"model.precondition={precondition} needs an energy linear in w; {type(energy).__name__} is not")
         self.energy = energy
         self.sampler = sampler
         if hasattr(energy.input_space, "channels_last"):  # grey chains become the net's input in this lay-out
@@ -91,13 +92,8 @@ class FrameModel(pl.LightningModule):
         self.buffer = make_buffer(shape=(energy.input_space.channels, canvas, canvas))
         self.optimizer_factory = optimizer or partial(torch.optim.SGD, lr=1e-4)
         self.scheduler_factory = scheduler
-        self.precondition = precondition
-        self.recovery = RecoveryMasks.from_config(recovery)
-        #: the training images [N, C, H, W] in [0, 1] for ``recovery.start: exemplars`` (set in ``setup``)
-        self.exemplar_bank: Tensor | None = None
-        self._lr_factors: dict[str, Tensor] | None = None
         self._observed: tuple[Tensor, dict[str, Tensor]] | None = None
-        #: the resolved config this module was built from (``frame.training.build_model``
+        #: the resolved config this module was built from (``frame.run.build.build_model``
         #: sets it); stored in checkpoints so that the commands can rebuild the model
         self.model_config: dict[str, Any] | None = None
 
@@ -117,11 +113,9 @@ class FrameModel(pl.LightningModule):
     # -- Algorithm 1 ---------------------------------------------------------------------------
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         observed = self.to_input(batch)
-        feats_obs, summary_obs = self.observed_features(observed)  # step 1
+        _, summary_obs = self.observed_features(observed)  # step 1
         synthesized = self.synthesize(observed)  # steps 3-5
         feats_syn = self.features(synthesized)  # step 6
-        if PRECONDITIONS[self.precondition] and self._lr_factors is None:  # no data module holding the images
-            self._lr_factors = self.preconditioner(feats_obs, reduce=self.mean_over_processes)
         self.log_statistics(summary_obs, feats_syn)
         self.log_dict(
             {f"train/langevin/{k}": self.mean_over_processes(v.to(self.device)) for k, v in self.sampler.last_trace.items()},
@@ -130,35 +124,12 @@ class FrameModel(pl.LightningModule):
         return self.energy.contrastive_loss(summary_obs, feats_syn)  # step 7, by the optimizer
 
     def synthesize(self, observed: Tensor) -> Tensor:
-        """Steps 3 and 5: (re)initialise this process's chains and run L Langevin steps."""
-        generator = self.buffer.generator(observed.device)
-        start, missing, rows = self.chain_starts(observed, generator)
-        chains = self.langevin(start, mask=missing, generator=generator, rows=rows)
-        self.keep_chains(chains)
+        """Steps 3 and 5: this process's chain starts from the buffer, L Langevin steps, and the
+        chains back to the buffer (``frame.buffer.ChainBuffer.starts`` / ``keep``)."""
+        start, mask, rows, generator = self.buffer.starts(observed, self.input_space, self.global_rank, self.world_size)
+        chains = self.langevin(start, mask=mask, generator=generator, rows=rows)
+        self.buffer.keep(chains, self.gather)
         return chains
-
-    def chain_starts(self, observed: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None, tuple[int, int]]:
-        """Step 3: this process's chain starts, the pixels that move (``None``: all) and the
-        rows ``(first, total)`` of all processes' chains they are (``frame.sampling.draw_noise``)."""
-        if self.recovery is not None:  # cold start from the masked batch; only the holes move
-            n = observed.shape[0]
-            rows = (self.global_rank * n, self.world_size * n)
-            bank = self.exemplar_bank
-            if bank is not None and bank.device != observed.device:  # once, not every iteration
-                bank = self.exemplar_bank = bank.to(observed.device)
-            start, missing = self.recovery.masked_chains(observed, self.buffer, self.input_space, generator, rows, bank)
-            return start, missing, rows
-        self.buffer.refresh(observed, self.input_space)
-        size = self.buffer.n_chains // self.world_size
-        start = self.buffer.chains[self.global_rank * size : (self.global_rank + 1) * size]
-        return start, None, (self.global_rank * size, self.buffer.n_chains)
-
-    def keep_chains(self, chains: Tensor) -> None:
-        """Stores this iteration's chains in the buffer: every process keeps the whole buffer,
-        so checkpoints hold all chains (recovery chains are the process's own masked images)."""
-        if self.recovery is None and self.world_size > 1:
-            chains = self.all_gather(chains).flatten(0, 1)
-        self.buffer.update(chains)
 
     def langevin(
         self,
@@ -168,13 +139,17 @@ class FrameModel(pl.LightningModule):
         generator: torch.Generator | None = None,
         rows: tuple[int, int] | None = None,
         progress: bool = False,
+        step_size: float | None = None,
+        noise: bool | None = None,
     ) -> Tensor:
-        """Langevin dynamics (eq. 16) on p(I; w) from `start` (input space), `n_steps` steps
-        (default L); only the pixels where `mask` is True move (conditional sampling). Training,
-        ``frame.synthesis`` and ``frame.recovery`` all sample through this method."""
+        """Langevin dynamics (eq. 16) on p(I; w) from `start` (input space), `n_steps` steps of
+        `step_size` (default: the sampler's L and delta); only the pixels where `mask` is True move
+        (conditional sampling). Training, ``frame.synthesis`` and ``frame.recovery`` all sample
+        through this method."""
         bounds = self.input_space.bounds(start.device, start.dtype)
         return self.sampler.sample(
-            self.energy, start, mask=mask, bounds=bounds, n_steps=n_steps, progress=progress, generator=generator, rows=rows
+            self.energy, start, mask=mask, bounds=bounds, n_steps=n_steps, progress=progress, generator=generator, rows=rows,
+            step_size=step_size, noise=noise,
         )
 
     def features(self, x: Tensor) -> dict[str, Tensor]:
@@ -194,16 +169,6 @@ class FrameModel(pl.LightningModule):
             self._observed = cached = (observed, feats, summary)
         return cached[1], cached[2]
 
-    def preconditioner(self, feats_obs: dict[str, Tensor], **kwargs: Any) -> dict[str, Tensor]:
-        """The learning-rate factors of model.precondition (Section 5.1) from observed features."""
-        return getattr(self.energy, PRECONDITIONS[self.precondition])(feats_obs, **kwargs)
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        for layer, factor in (self._lr_factors or {}).items():
-            weight = self.energy.weights[layer]
-            if weight.grad is not None:
-                weight.grad.mul_(factor)
-
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory([p for p in self.energy.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
@@ -216,29 +181,23 @@ class FrameModel(pl.LightningModule):
     def world_size(self) -> int:
         return self.trainer.world_size if self._trainer is not None else 1
 
+    @property
+    def gather(self) -> Callable[[Tensor], Tensor] | None:
+        """All processes' chains from each one's share (None in a single process)."""
+        return (lambda x: self.all_gather(x).flatten(0, 1)) if self.world_size > 1 else None
+
     def setup(self, stage: str) -> None:
-        if self.recovery is None and self.buffer.n_chains % self.world_size:
-            raise ValueError(
-                f"model.buffer.n_chains={self.buffer.n_chains} does not divide by the {self.world_size} "
-                "processes of this run: each process runs an equal share of the chains"
-            )
+        if stage != "fit":
+            return
+        if self.sampler.n_steps < 1:  # sampling alone may take 0 steps (the starts)
+            raise ValueError(f"model.sampler.n_steps must be an integer >= 1 (Langevin steps per learning iteration), got {self.sampler.n_steps}")
         # before a resumed run's checkpoint is restored, which then takes precedence
-        images = getattr(self.trainer.datamodule, "images", None) if stage == "fit" else None
-        if self.recovery is not None and self.recovery.start == "exemplars" and stage == "fit":
-            if not isinstance(images, Tensor):
-                raise ValueError(
-                    "model.recovery.start=exemplars takes the nearest training images, so it needs a data module "
-                    "that holds them (frame.data.ImageDataModule)"
-                )
-            grey = self.input_space.channels == 1
-            self.exemplar_bank = images.mean(1, keepdim=True) if grey else images  # not in the checkpoint: --bank
+        images = getattr(self.trainer.datamodule, "images", None)
+        self.buffer.setup(images, self.world_size)
         if isinstance(images, Tensor):
             self.input_space.fit(images)
             observed = self.to_input(images.to(self.device))
             self.energy.fit(observed)
-            if PRECONDITIONS[self.precondition]:  # from the same images on every process (DDP)
-                with torch.no_grad():
-                    self._lr_factors = self.preconditioner(self.features(observed[:PRECONDITION_IMAGES]))
 
     def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
         if not self.input_space.is_fitted:  # trained without a data module holding the images
@@ -261,12 +220,11 @@ class FrameModel(pl.LightningModule):
 
     # -- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["frame"] = {"format": 2, "energy": type(self.energy).__name__, "model_config": self.model_config}
+        checkpoint["frame"] = {"format": 3, "energy": type(self.energy).__name__, "model_config": self.model_config}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from frame.checkpoint import upgrade  # here: frame.checkpoint builds models
-
-        saved = upgrade(checkpoint)["frame"].get("energy")
+        # read and upgraded by the run's CheckpointIO (``frame.run.AtomicCheckpointIO``)
+        saved = checkpoint["frame"].get("energy")
         if saved is not None and saved != type(self.energy).__name__:
             raise ValueError(
                 f"this checkpoint holds a model with a {saved} but the run builds one with a "

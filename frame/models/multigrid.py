@@ -39,7 +39,7 @@ class MultigridModel(FrameModel):
     Args:
         energy: the ``MultigridEnergy`` (one net per scale; the finest is ``image_size``).
         sampler: the Langevin sampler (eq. 16), run for its L steps at every scale.
-        **kwargs: as ``FrameModel`` (buffer, image_size, optimizer, scheduler, recovery, ...).
+        **kwargs: as ``FrameModel`` (buffer, image_size, optimizer, scheduler, ...).
     """
 
     def __init__(self, energy: MultigridEnergy, sampler: LangevinSampler, **kwargs: Any) -> None:
@@ -49,10 +49,9 @@ class MultigridModel(FrameModel):
 
     def synthesize(self, observed: Tensor) -> list[Tensor]:
         """Steps 3 and 5 at every scale; returns the chains of every scale, coarse first."""
-        generator = self.buffer.generator(observed.device)
-        start, missing, rows = self.chain_starts(observed, generator)
-        chains = self.coarse_to_fine(start, mask=missing, generator=generator, rows=rows)
-        self.keep_chains(chains[-1])
+        start, mask, rows, generator = self.buffer.starts(observed, self.input_space, self.global_rank, self.world_size)
+        chains = self.coarse_to_fine(start, mask=mask, generator=generator, rows=rows)
+        self.buffer.keep(chains[-1], self.gather)
         return chains
 
     def features(self, x: Tensor | Sequence[Tensor]) -> dict[str, Tensor]:
@@ -62,17 +61,10 @@ class MultigridModel(FrameModel):
         with self.sampler.autocast(levels[0].device):
             return self.energy.features([self.sampler.prepare(level) for level in levels])
 
-    def langevin(
-        self,
-        start: Tensor,
-        mask: Tensor | None = None,
-        n_steps: int | None = None,
-        generator: torch.Generator | None = None,
-        rows: tuple[int, int] | None = None,
-        progress: bool = False,
-    ) -> Tensor:
-        """The finest chains of ``coarse_to_fine`` (what sampling and recovery show)."""
-        return self.coarse_to_fine(start, mask, n_steps, generator, rows, progress)[-1]
+    def langevin(self, start: Tensor, mask: Tensor | None = None, **options: Any) -> Tensor:
+        """The finest chains of ``coarse_to_fine`` (what sampling and recovery show); `options` as
+        ``FrameModel.langevin``."""
+        return self.coarse_to_fine(start, mask, **options)[-1]
 
     def coarse_to_fine(
         self,
@@ -82,6 +74,8 @@ class MultigridModel(FrameModel):
         generator: torch.Generator | None = None,
         rows: tuple[int, int] | None = None,
         progress: bool = False,
+        step_size: float | None = None,
+        noise: bool | None = None,
     ) -> list[Tensor]:
         """Langevin (eq. 16) at every scale, coarse first, from `start` (finest input space).
 
@@ -100,6 +94,7 @@ class MultigridModel(FrameModel):
                 x = torch.where(masks[s], x, known[s])
             bounds = net.input_space.bounds(x.device, x.dtype)
             chains.append(self.sampler.sample(
-                net, x, mask=masks[s], bounds=bounds, n_steps=n_steps, progress=progress, generator=generator, rows=rows
+                net, x, mask=masks[s], bounds=bounds, n_steps=n_steps, progress=progress, generator=generator, rows=rows,
+                step_size=step_size, noise=noise,
             ))
         return chains

@@ -111,7 +111,7 @@ class VGG16Features(nn.Module):
         if grey not in (True, False):
             raise ValueError(
                 f"model.energy.extractor.grey must be true or false, got {grey!r} (data.grayscale=auto is "
-                "decided from the images when training starts: frame.training.prepare_data)"
+                "decided from the images when training starts: frame.run.build.prepare_data)"
             )
         self.source = str(source)
         #: how images map to this network's input (``frame.input_space``)

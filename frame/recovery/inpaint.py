@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from frame.recovery.chains import recovery_of
 from frame.recovery.masks import fill_missing, start_chains
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def inpaint(
         noise: override the sampler's noise term (``False``: gradient descent on U, the mode).
         generator: source of the Langevin noise.
         start: ``mean``, ``harmonic`` or ``exemplars`` (``frame.recovery.masks.start_chains``);
-            default: the start the model was trained for recovery with (``model.recovery.start``),
+            default: the start the model was trained for recovery with (``model.buffer.start``),
             else ``mean``.
         step_size: the Langevin step size (default: ``recovery_step_size(model)``).
         bank: for ``exemplars``: the images to take the nearest from, ``[N, 3, H, W]`` in [0, 1]
@@ -73,40 +74,32 @@ def inpaint(
     start = start_chains(model.to_input(images), missing, start, model.input_space, bank)
     if step_size is None:
         step_size = recovery_step_size(model)
-    if not 0 < step_size < float("inf"):
-        raise ValueError(f"the Langevin step size must be a positive number, got {step_size}")
-    sampler = model.sampler
-    saved_noise, saved_step = sampler.noise, sampler.step_size
-    if noise is not None:
-        sampler.noise = bool(noise)
-    sampler.step_size = float(step_size)
-    try:
-        total = torch.zeros_like(images)
-        for _ in range(n_chains):
-            chains = model.langevin(start, mask=missing, n_steps=n_steps, generator=generator, progress=progress)
-            total += model.to_images(chains).detach()
-    finally:
-        sampler.noise, sampler.step_size = saved_noise, saved_step
+    total = torch.zeros_like(images)
+    for _ in range(n_chains):
+        chains = model.langevin(start, mask=missing, n_steps=n_steps, generator=generator, progress=progress,
+                                step_size=step_size, noise=noise)
+        total += model.to_images(chains).detach()
     return torch.where(missing, total / n_chains, images)
 
 
 def recovery_start(model: FrameModel) -> str:
     """Where a recovery's holes start unless told: the start the model was trained for recovery
-    with (``model.recovery.start``), else the paper's cold start, ``mean``."""
-    return model.recovery.start if model.recovery is not None else "mean"
+    with (``model.buffer.start``), else the paper's cold start, ``mean``."""
+    recovery = recovery_of(model)
+    return recovery.start if recovery is not None else "mean"
 
 
 def recovery_steps(model: FrameModel) -> int:
     """Langevin steps a recovery takes unless told: the model's ``recovery.test_steps`` if it
     was trained for recovery with one, else its L."""
-    steps = model.recovery.test_steps if model.recovery is not None else None
+    steps = recovery.test_steps if (recovery := recovery_of(model)) is not None else None
     return model.sampler.n_steps if steps is None else int(steps)
 
 
 def recovery_step_size(model: FrameModel) -> float:
     """Langevin step size a recovery takes unless told: the model's ``recovery.test_step_size`` if
     it was trained for recovery with one, else its sampler's."""
-    size = model.recovery.test_step_size if model.recovery is not None else None
+    size = recovery.test_step_size if (recovery := recovery_of(model)) is not None else None
     return float(model.sampler.step_size if size is None else size)
 
 

@@ -4,7 +4,7 @@ A mask is a bool tensor ``[B, 1, H, W]`` with **True = missing** (the pixels the
 Langevin chain moves, as ``LangevinSampler.sample(mask=...)`` expects); the others are the
 observed pixels I_notM, kept fixed.
 
-``RecoveryMasks`` is what ``FrameModel(recovery={...})`` builds from its config: on every
+``RecoveryMasks`` is what ``RecoveryChains`` (``model.buffer``, ``frame.recovery.chains``) draws: on every
 training iteration it places ``n_masks`` random squares of side ``mask_size`` on each training
 image (``masked_chains``), and the model synthesizes by sampling p(I_M | I_notM; w) from that
 masked image
@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+from frame.recovery.baselines import harmonic, nearest_exemplars
+from frame.sampling import checked_step_size, checked_steps
 
 if TYPE_CHECKING:
     from frame.buffer import ChainBuffer
@@ -99,8 +102,6 @@ def fill_missing(x: Tensor, missing: Tensor) -> Tensor:
 def harmonic_fill(images: Tensor, missing: Tensor) -> Tensor:
     """Missing pixels by the harmonic interpolation of the observed ones (MRF-l2, the Laplace
     equation on the hole, ``frame.recovery.baselines.harmonic``); ``images`` [B, C, H, W]."""
-    from frame.recovery.baselines import harmonic  # scipy, only when asked for
-
     missing = missing.to(torch.bool).expand(images.shape[0], 1, *images.shape[-2:])
     filled = [
         torch.from_numpy(harmonic(image.permute(1, 2, 0).double().cpu().numpy(), hole[0].cpu().numpy())).permute(2, 0, 1)
@@ -112,8 +113,6 @@ def harmonic_fill(images: Tensor, missing: Tensor) -> Tensor:
 def exemplars_fill(images: Tensor, missing: Tensor, bank: Tensor | None) -> Tensor:
     """``nearest_exemplars`` over ``bank`` (the training images, [N, 3 or 1, H, W] in [0, 1]),
     taken to the channels and canvas of ``images``."""
-    from frame.recovery.baselines import nearest_exemplars
-
     if bank is None:
         raise ValueError(
             "start='exemplars' needs a bank of images to take the nearest from (the training images: "
@@ -161,7 +160,7 @@ def start_chains(
 
 @dataclass(frozen=True)
 class RecoveryMasks:
-    """The ``model.recovery`` option: random square masks on every training image.
+    """The holes of recovery training (``frame.recovery.RecoveryChains``): random squares on every training image.
 
     Args:
         mask_size: side of each square, in pixels (int) or as a fraction of the image side
@@ -193,23 +192,21 @@ class RecoveryMasks:
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
-            raise ValueError(f"model.recovery.placement must be one of {PLACEMENTS}, got {self.placement!r}")
+            raise ValueError(f"model.buffer.placement must be one of {PLACEMENTS}, got {self.placement!r}")
         if self.start not in STARTS:
-            raise ValueError(f"model.recovery.start must be one of {STARTS}, got {self.start!r}")
+            raise ValueError(f"model.buffer.start must be one of {STARTS}, got {self.start!r}")
         if int(self.n_masks) != self.n_masks or self.n_masks < 1:
-            raise ValueError(f"model.recovery.n_masks must be a positive integer, got {self.n_masks}")
+            raise ValueError(f"model.buffer.n_masks must be a positive integer, got {self.n_masks}")
         if not isinstance(self.mask_size, (int, float, str)) and hasattr(self.mask_size, "__iter__"):  # a list, YAML's too
             object.__setattr__(self, "mask_size", tuple(self.mask_size))
             if not self.mask_size:
-                raise ValueError("model.recovery.mask_size: an empty list; give a side or a list of sides")
+                raise ValueError("model.buffer.mask_size: an empty list; give a side or a list of sides")
         for size in self.sizes:
             mask_side(size, 10**9)  # type/range check; the side is checked against each image
-        steps = self.test_steps
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
-            raise ValueError(f"model.recovery.test_steps must be a non-negative integer or null, got {steps!r}")
-        size = self.test_step_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size < float("inf")):
-            raise ValueError(f"model.recovery.test_step_size must be a positive number or null, got {size!r}")
+        if self.test_steps is not None:  # null: the sampler's
+            checked_steps(self.test_steps, "model.buffer.test_steps")
+        if self.test_step_size is not None:
+            checked_step_size(self.test_step_size, "model.buffer.test_step_size")
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | RecoveryMasks | None) -> RecoveryMasks | None:
@@ -218,7 +215,7 @@ class RecoveryMasks:
         keys = [field.name for field in fields(cls)]
         unknown = set(config) - set(keys)
         if unknown:
-            raise ValueError(f"model.recovery has unknown keys {sorted(unknown)}; use {', '.join(keys)}")
+            raise ValueError(f"model.buffer has unknown keys {sorted(unknown)}; use {', '.join(keys)}")
         return cls(**dict(config))
 
     @property
@@ -251,7 +248,7 @@ class RecoveryMasks:
         """
         if tuple(observed.shape) != tuple(buffer.chains.shape):
             raise ValueError(
-                f"model.recovery: the chains are the masked training images, so the chain buffer "
+                f"model.buffer: the chains are the masked training images, so the chain buffer "
                 f"{tuple(buffer.chains.shape)} must match the batch {tuple(observed.shape)}: set "
                 "model.buffer.n_chains to the batch size (data.batch_size, or the number of images)"
             )

@@ -20,6 +20,14 @@ PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
 class RunCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` whose saved state names files relative to its folder."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        every, top_k = kwargs.get("every_n_train_steps"), kwargs.get("save_top_k", 1)
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
+            raise ValueError(f"callbacks.model_checkpoint.every_n_train_steps must be an integer >= 0, got {every!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < -1:
+            raise ValueError(f"callbacks.model_checkpoint.save_top_k must be an integer >= -1, got {top_k!r}")
+        super().__init__(*args, **kwargs)
+
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["dirpath"] = None

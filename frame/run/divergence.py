@@ -13,10 +13,11 @@ It checks after every optimizer step (Lightning runs user callbacks before
 ``ModelCheckpoint``, so the bad weights never reach ``last.ckpt``), writes a diagnostic
 checkpoint and raises ``DivergenceError`` naming the layer and the quantity.
 
-A rollback (``frame.training.train`` with ``rollback.max_times`` > 0) resumes from the last
+A rollback (``frame.run.fit.train`` with ``rollback.max_times`` > 0) resumes from the last
 good checkpoint with ``backoff`` < 1: the Langevin step size and the learning rate are
-multiplied by it. The backoff is saved in checkpoints, so a second rollback compounds
-correctly from a checkpoint written after the first.
+multiplied by it (the step size in the config, before the sampler is built; the learning rate
+here, in the optimizer the checkpoint restores). The backoff is saved in checkpoints, so a
+second rollback compounds correctly from a checkpoint written after the first.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ CHATTER_COS = -0.5
 class DivergenceError(RuntimeError):
     """Raised when chains, energies or weights become non-finite or exceed their bound."""
 
-    #: the last good checkpoint the diverged run wrote (``frame.training.fit`` sets it)
+    #: the last good checkpoint the diverged run wrote (``frame.run.fit.fit`` sets it)
     last_good: str | None = None
 
 
@@ -51,7 +52,8 @@ class DivergenceGuard(pl.Callback):
         min_gap: gap_rel values below this never count as climbing.
         window: the slow check compares running means of this many steps (the value and its
             minimum); nothing counts before the first window is full. 1 = the raw values.
-        backoff: multiplies the Langevin step size and the learning rate (set by rollbacks).
+        backoff: multiplies the learning rate (set by rollbacks, which multiply the configured
+            Langevin step size by it too).
     """
 
     def __init__(
@@ -100,7 +102,9 @@ class DivergenceGuard(pl.Callback):
         trainer.save_checkpoint(path)
         # Lightning hands a step's metrics to the loggers after the callbacks: without this the
         # row of the step that tripped the guard would be missing from the run's history
-        trainer._logger_connector.update_train_step_metrics()
+        row = {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("train/")}
+        for logger in trainer.loggers:
+            logger.log_metrics(row, step=trainer.global_step - 1)  # the row Lightning gives the step's metrics
         raise DivergenceError(f"{message} Diagnostic checkpoint: {path}; the last good one is left untouched.")
 
     def problems(self, metrics: dict[str, torch.Tensor], pl_module: Any) -> list[str]:
@@ -177,9 +181,6 @@ class DivergenceGuard(pl.Callback):
         return max(spreads, key=spreads.get) if spreads else "all"
 
     # -- rollback ------------------------------------------------------------------------------
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        pl_module.sampler.step_size *= self.backoff  # the sampler is built afresh for every attempt
-
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         # the restored optimizer holds the rate of the run that wrote the checkpoint
         change = self.backoff / self._restored_backoff

@@ -1,36 +1,23 @@
-"""Checkpoints that are written whole or fail loudly, and runs that stop on a signal with one.
-
-``AtomicCheckpointIO`` (a Lightning ``CheckpointIO``; ``frame.training`` gives it to every
-Trainer) writes each checkpoint to a temporary file in the target folder, then renames it:
-a killed run never leaves half a checkpoint, and a folder that cannot be written raises
-``CheckpointWriteError`` naming it (Lightning's own writer swallows a ``PermissionError``).
+"""Runs that stop on a signal with a checkpoint of their last step.
 
 ``StopOnSignal`` (also added to every run) turns SIGTERM (what Slurm and Kubernetes send
 before killing), SIGUSR1 (off Slurm's auto-requeue, which keeps Lightning's own handler) and a
 first Ctrl+C into a stop at the end of the current step, after saving ``last.ckpt`` of that
-step through the run's ``ModelCheckpoint``. ``frame.training.fit`` then raises
+step through the run's ``ModelCheckpoint``. ``frame.run.fit.fit`` then raises
 ``RunInterrupted`` naming the signal, the step and the checkpoint to resume from.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
-from lightning_fabric.plugins.environments import SLURMEnvironment
-from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-
-class CheckpointWriteError(OSError):
-    """A checkpoint that could not be written; the message names the folder."""
+from frame.run.checkpoint_io import check_writable
+from frame.run.checkpoints import checkpoint_folder
 
 
 class RunInterrupted(RuntimeError):
@@ -39,57 +26,6 @@ class RunInterrupted(RuntimeError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + int(signum)
-
-
-def unwritable(folder: Path, err: OSError) -> CheckpointWriteError:
-    reason = err.strerror or str(err)
-    return CheckpointWriteError(
-        f"cannot write checkpoints to {folder} ({reason}): make it a writable folder or choose another "
-        "callbacks.model_checkpoint.dirpath"
-    )
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Torch checkpoints written atomically (temporary file in the same folder, then rename).
-
-    A writer killed mid-write (SIGKILL, power loss) leaves its temporary file behind, never a
-    broken checkpoint; the next save of the same checkpoint removes such leftovers.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        if "://" in str(path):  # a remote store: Lightning's own writer
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        tmp = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
-                stale.unlink(missing_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600
-            os.replace(tmp, path)
-        except OSError as err:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-            raise unwritable(path.parent, err) from err
-        except BaseException:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-def check_writable(folder: Path) -> None:
-    """Creates `folder` and writes a file in it, or raises ``CheckpointWriteError``."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise unwritable(folder, err) from err
 
 
 class StopOnSignal(pl.Callback):
@@ -163,7 +99,7 @@ class StopOnSignal(pl.Callback):
         self.saved, self.step = path, trainer.global_step
 
     def interrupted(self, trainer: pl.Trainer) -> RunInterrupted:
-        """The error that ends a stopped run, for ``frame.training.fit`` to raise."""
+        """The error that ends a stopped run, for ``frame.run.fit.fit`` to raise."""
         signum = getattr(signal, self.signal or "SIGTERM")
         if self.saved:
             where = f"saved {self.saved} (step {self.step}); resume with ckpt_path={self.saved}"
@@ -173,20 +109,3 @@ class StopOnSignal(pl.Callback):
         return RunInterrupted(f"stopped by {self.signal} at step {trainer.global_step}: {where}", signum)
 
 
-def checkpoint_folder(trainer: pl.Trainer) -> Path | None:
-    """Where the run's ``ModelCheckpoint`` writes (None without one, or for a remote store)."""
-    callback = trainer.checkpoint_callback
-    if callback is None:
-        return None
-    folder = callback.dirpath or os.path.join(trainer.default_root_dir, "checkpoints")
-    return None if "://" in str(folder) else Path(folder)
-
-
-def requeued_checkpoint(trainer: pl.Trainer) -> str | None:
-    """Under Slurm, the checkpoint Lightning saved on SIGUSR1 before requeueing the job
-    (``<run folder>/hpc_ckpt_<n>.ckpt``, the newest), which it would resume from by itself."""
-    if not SLURMEnvironment.detect():
-        return None
-    found = [(int(m.group(1)), path) for path in Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
-             if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", path.name))]
-    return str(max(found)[1]) if found else None

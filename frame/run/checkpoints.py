@@ -1,4 +1,4 @@
-"""Reading checkpoints safely and rebuilding the model they hold (for the commands).
+"""Reading checkpoints safely and rebuilding the model they hold; where a run's checkpoints go.
 
 A checkpoint is a file from outside: it may be crafted. It is read with
 ``torch.load(weights_only=True)`` (no pickled objects), and the model config stored in it is
@@ -6,21 +6,28 @@ checked against what we ship before anything is built from it: every ``_target_`
 one of ``ALLOWED_TARGETS``, and no value may be an interpolation (``${...}``, which could
 decode into new targets). A checkpoint is self-contained: the filter bank's weights come from
 its state dict, so loading never touches a weight source, a cache or the network.
+
+For a run: the checks before resuming (``check_resumable``), the folder policy
+(``check_new_folder``: a new run never writes among another run's checkpoints) and Slurm's
+requeue (``requeued_checkpoint``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import OmegaConf
 
 from frame.models.base import FrameModel
+from frame.run.build import build_model, recovery_as_buffer, self_contained
 from frame.sampling import fast_bf16
-from frame.training import build_model, self_contained
 
 #: what a stored model config may build
 ALLOWED_TARGETS = frozenset({
@@ -47,6 +54,8 @@ ALLOWED_TARGETS = frozenset({
     "frame.nets.vgg.VGG16Features",
     "frame.sampling.LangevinSampler",
     "frame.buffer.ChainBuffer",
+    "frame.recovery.RecoveryChains",
+    "frame.recovery.chains.RecoveryChains",
     "frame.schedules.log_decay",
     *(f"torch.optim.{name}" for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")),
     *(f"torch.optim.lr_scheduler.{name}" for name in (
@@ -55,7 +64,7 @@ ALLOWED_TARGETS = frozenset({
 })
 #: the Hydra keys a stored config may use besides ``_target_``
 HYDRA_KEYS = frozenset({"_partial_", "_convert_", "_recursive_"})
-FORMAT = 2
+FORMAT = 3
 #: deeper than any config we write: a crafted nesting fails here, not in a RecursionError
 MAX_DEPTH = 32
 
@@ -166,11 +175,23 @@ _ENERGIES = {
 
 
 def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Rewrites a format-1 checkpoint (``model.n_chains``, ``model.chains``, a class per
-    variant) in place into the current format; a current one is returned unchanged."""
+    """Rewrites an older checkpoint in place into the current format; a current one is returned
+    unchanged. Format 1: ``model.n_chains``, ``model.chains``, a class per variant; format 2:
+    ``model.recovery`` beside ``model.buffer`` (now the chain source ``RecoveryChains``)."""
     frame = checkpoint.get("frame", {})
     if frame.get("format", 1) >= FORMAT:
         return checkpoint
+    if frame.get("format", 1) < 2:
+        upgrade_format_1(checkpoint)
+    if isinstance(frame.get("model_config"), dict):
+        frame["model_config"] = recovery_as_buffer(frame["model_config"])
+    frame["format"] = FORMAT
+    return checkpoint
+
+
+def upgrade_format_1(checkpoint: dict[str, Any]) -> None:
+    """Format 1 -> 2."""
+    frame = checkpoint["frame"]
     variant = frame.get("variant")
     if variant not in _ENERGIES:
         raise CheckpointError(f"this checkpoint holds an unknown model {variant!r}; retrain it with this version of frame")
@@ -196,5 +217,71 @@ def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     for key in [k for k in state if ".preprocessing." in k]:
         state[key.replace(".preprocessing.", ".input_space.")] = state.pop(key)
     state.setdefault("buffer._extra_state", frame.get("noise_generator"))
-    frame.update(format=FORMAT, energy=target.rsplit(".", 1)[-1])
-    return checkpoint
+    frame.update(format=2, energy=target.rsplit(".", 1)[-1])
+
+
+# -- a run's checkpoints: resume checks, folder policy, requeue --------------------------------
+def check_new_folder(trainer: pl.Trainer, ckpt_path: str | None) -> None:
+    """A new run never writes into a checkpoint folder of another run (its ``last.ckpt`` would
+    win over ours); resuming from a checkpoint of that folder continues it there."""
+    folder = checkpoint_folder(trainer)
+    if folder is None or not folder.is_dir():
+        return
+    existing = sorted(p.name for p in folder.glob("*.ckpt"))
+    run_folders = {folder.resolve(), Path(trainer.default_root_dir).resolve()}
+    resuming_here = ckpt_path is not None and Path(ckpt_path).resolve().parent in run_folders
+    if existing and not resuming_here:
+        last = "last.ckpt" if "last.ckpt" in existing else existing[-1]
+        raise ValueError(
+            f"{folder} already holds checkpoints of another run ({', '.join(existing[:3])}"
+            f"{', ...' if len(existing) > 3 else ''}): give this run its own folder (hydra.run.dir=... or "
+            f"callbacks.model_checkpoint.dirpath=...) or continue that run with ckpt_path={folder / last}"
+        )
+
+
+def check_resumable(model: pl.LightningModule, checkpoint: dict[str, Any], path: str) -> None:
+    """Refuses, naming the config keys that differ, a checkpoint whose tensors do not fit `model`."""
+    ours = model.state_dict()
+    wrong = [
+        f"{key} {tuple(value.shape)} there, {tuple(ours[key].shape)} here"
+        for key, value in checkpoint["state_dict"].items()
+        if key in ours and hasattr(value, "shape") and tuple(value.shape) != tuple(ours[key].shape)
+    ]
+    if not wrong:
+        return
+    stored, current = flatten(checkpoint["frame"].get("model_config") or {}), flatten(model.model_config or {})
+    keys = sorted(k for k in stored.keys() & current.keys() if stored[k] != current[k])
+    differences = [f"model.{k} is {stored[k]!r} there, {current[k]!r} here" for k in keys] or wrong
+    raise ValueError(
+        f"ckpt_path={path} holds a model of another shape ({'; '.join(differences[:4])}): resume with the "
+        "settings it was trained with"
+    )
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    if not isinstance(config, dict):
+        return {prefix: config}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def checkpoint_folder(trainer: pl.Trainer) -> Path | None:
+    """Where the run's ``ModelCheckpoint`` writes (None without one, or for a remote store)."""
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        return None
+    folder = callback.dirpath or os.path.join(trainer.default_root_dir, "checkpoints")
+    return None if "://" in str(folder) else Path(folder)
+
+
+def requeued_checkpoint(trainer: pl.Trainer) -> str | None:
+    """Under Slurm, the checkpoint Lightning saved on SIGUSR1 before requeueing the job
+    (``<run folder>/hpc_ckpt_<n>.ckpt``, the newest), which it would resume from by itself."""
+    if not SLURMEnvironment.detect():
+        return None
+    found = [(int(m.group(1)), path) for path in Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
+             if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", path.name))]
+    return str(max(found)[1]) if found else None

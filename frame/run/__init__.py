@@ -1,0 +1,31 @@
+"""The run floor: compose -> build -> fit, and everything about a run's life cycle.
+
+- ``fit``: ``train`` (the rollback loop: a diverged run resumes from its last good checkpoint
+  with the Langevin step size and learning rate backed off) and ``fit`` (one ``Trainer.fit``);
+- ``build``: the objects of a composed Hydra config (``build_model``, ``prepare_data``);
+- ``checkpoints``: reading a checkpoint safely (allow-list, upgrade of older formats),
+  rebuilding its model (``load_model``), the checks before resuming, the folder policy, requeue;
+- ``checkpoint_io``: the Lightning ``CheckpointIO`` that writes atomically and reads through the
+  allow-list (the model never reads files);
+- ``divergence``: the divergence guard and its backoff; ``signals``: stopping on a signal;
+- ``precondition``: the per-weight or per-layer learning rates of Section 5.1 (a callback);
+- ``random_states``: the global random streams in checkpoints; ``run_checkpoint``: Lightning's
+  ``ModelCheckpoint`` without the machine's paths.
+
+Nothing below the commands (``frame.cli``) imports this package.
+"""
+
+from frame.run.build import build_model, prepare_data
+from frame.run.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
+from frame.run.checkpoints import CheckpointError, load_model, read_checkpoint
+from frame.run.divergence import DivergenceError, DivergenceGuard
+from frame.run.fit import fit, train
+from frame.run.precondition import Precondition
+from frame.run.random_states import RandomStates
+from frame.run.run_checkpoint import RunCheckpoint
+from frame.run.signals import RunInterrupted, StopOnSignal
+
+__all__ = [
+    "AtomicCheckpointIO", "CheckpointError", "CheckpointWriteError", "DivergenceError", "DivergenceGuard", "Precondition", "RandomStates",
+    "RunCheckpoint", "RunInterrupted", "StopOnSignal", "build_model", "fit", "load_model", "prepare_data", "read_checkpoint", "train",
+]

@@ -1,0 +1,82 @@
+"""Checkpoints that are written whole or fail loudly, and read through the allow-list.
+
+``AtomicCheckpointIO`` (a Lightning ``CheckpointIO``; ``frame.run.fit`` gives it to every
+Trainer) writes each checkpoint to a temporary file in the target folder, then renames it:
+a killed run never leaves half a checkpoint, and a folder that cannot be written raises
+``CheckpointWriteError`` naming it (Lightning's own writer swallows a ``PermissionError``).
+It reads a checkpoint to resume from through ``frame.run.checkpoints.read_checkpoint`` (the
+allow-list, and the upgrade of older formats), so the model itself never reads files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from frame.run.checkpoints import read_checkpoint
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written; the message names the folder."""
+
+
+def unwritable(folder: Path, err: OSError) -> CheckpointWriteError:
+    reason = err.strerror or str(err)
+    return CheckpointWriteError(
+        f"cannot write checkpoints to {folder} ({reason}): make it a writable folder or choose another "
+        "callbacks.model_checkpoint.dirpath"
+    )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Torch checkpoints written atomically (temporary file in the same folder, then rename).
+
+    A writer killed mid-write (SIGKILL, power loss) leaves its temporary file behind, never a
+    broken checkpoint; the next save of the same checkpoint removes such leftovers.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # a remote store: Lightning's own writer
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
+                stale.unlink(missing_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                torch.save(checkpoint, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600
+            os.replace(tmp, path)
+        except OSError as err:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise unwritable(path.parent, err) from err
+        except BaseException:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """The checkpoint at `path` read safely and upgraded to the current format."""
+        if "://" in str(path):  # a remote store: Lightning's own reader
+            return super().load_checkpoint(path, weights_only=True)
+        return read_checkpoint(path)
+
+
+def check_writable(folder: Path) -> None:
+    """Creates `folder` and writes a file in it, or raises ``CheckpointWriteError``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise unwritable(folder, err) from err
