@@ -41,12 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.score_faces_vs_natural import link_folder  # noqa: E402
-from frame.checkpoint import load_model  # noqa: E402
 from frame.classify import bayes_posterior, check_category_models, log_likelihoods, logits, normalised_priors, top_layer_features  # noqa: E402
 from frame.data.images import list_images  # noqa: E402
 from frame.partition import annealed_log_z, summarise  # noqa: E402
+from frame.run.checkpoints import load_model  # noqa: E402
+from frame.run.fit import train  # noqa: E402
 from frame.scoring import load_folder  # noqa: E402
-from frame.training import train  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from frame.checkpoint import load_model
 from frame.classify import bayes_posterior, check_category_models, log_likelihoods, logits, model_log_z, normalised_priors, top_layer_features
 from frame.cli.common import add_input, check_outputs, make_parser, positive_float, positive_int, run
 from frame.partition import LogZEstimate
+from frame.run.checkpoints import load_model
 from frame.scoring import load_folder, model_image_size
 
 PROG = "frame-classify"
