@@ -41,7 +41,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+
+from frame.progress import progress_bar
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -286,7 +287,7 @@ class LangevinSampler:
             fixed = x.clone()
         steps = self.n_steps if n_steps is None else int(n_steps)
         trace = DriftTrace(self.step_size, mask)
-        for _ in tqdm(range(steps), desc="Langevin", disable=not progress, leave=False):
+        for _ in progress_bar(range(steps), "Langevin", unit="step", enabled=progress):
             _, grad_f = self.energy_grad(energy, x)
             drift = self.drift(x, grad_f)
             trace.add(drift)

@@ -26,9 +26,6 @@ log = logging.getLogger(__name__)
 
 # The frozen filter banks stay in eval mode on purpose; Lightning warns about that at fit start.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-# run folders end in the process id (conf/hydra/default.yaml): two runs started in the same
-# microsecond on one machine still get two folders
-OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
 
 def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)

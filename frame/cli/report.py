@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 
 from frame.cli.common import HelpFormatter, Parser, check_outputs, positive_int, run
-from frame.report import write_report
-from frame.runs import is_run
 
 PROG = "frame-report"
 
@@ -35,6 +33,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def report(args: argparse.Namespace) -> None:
+    from frame.report import write_report  # after parsing: start-up time (frame.cli)
+    from frame.runs import is_run
+
     for folder in args.runs:
         if not folder.exists():
             raise FileNotFoundError(2, "no such folder", str(folder))

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from frame.choices import STARTS
+
 if TYPE_CHECKING:
     from frame.buffer import ChainBuffer
     from frame.input_space import InputSpace
 
 PLACEMENTS = ("random", "center")
-STARTS = ("mean", "harmonic", "exemplars")
 #: the k of the ``exemplars`` start (the bench's data-driven row uses the same by default)
 EXEMPLARS = 8
 
