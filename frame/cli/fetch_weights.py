@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from frame.cache import cache_root
 from frame.cli.common import HelpFormatter, Parser, run
 
 PROG = "frame-fetch-weights"
@@ -23,7 +24,7 @@ PROG = "frame-fetch-weights"
 def parser() -> argparse.ArgumentParser:
     # no --device, --seed: nothing here runs a model or draws a random number
     p = Parser(prog=PROG, description=__doc__.strip(), formatter_class=HelpFormatter)
-    p.add_argument("--cache-dir", type=Path, default=None, help="folder of the cache (default: $FRAME_CACHE, else ~/.cache/frame)")
+    p.add_argument("--cache-dir", type=Path, default=cache_root(), help="folder of the cache ($FRAME_CACHE beats ~/.cache/frame)")
     p.add_argument("--force", action="store_true", help="fetch and convert again even if cached")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
@@ -31,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
 
 def fetch(args: argparse.Namespace) -> None:
     # after parsing: start-up time (frame.cli)
-    from frame.nets.weights import CACHE_FILENAME, cache_root, file_sha256, load_caffe, state_dict_sha256
+    from frame.nets.weights import CACHE_FILENAME, file_sha256, load_caffe, state_dict_sha256
 
     start = time.perf_counter()
     state_dict = load_caffe(args.cache_dir, force=args.force)
