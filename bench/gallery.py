@@ -52,6 +52,8 @@ class Preset:
     data: str | None = None
     #: grid (training | chains), tiled (a chain 2 x 2) or recovery (original | masked | recovered)
     layout: str = "grid"
+    #: what --quick adds to QUICK (one chain per image of a minibatch: as many images as chains)
+    quick: tuple[str, ...] = ()
 
 
 PRESETS = (
@@ -61,9 +63,9 @@ PRESETS = (
     Preset("fig6_textures", ("experiment=fig6_textures",), "Fig. 6, eq. (10)", "stationary FRAME at 224 px, four VGG-16 layers"),
     Preset("fig8_hybrid_textures", ("experiment=fig8_hybrid_textures",), "Fig. 8", "one model of two textures (brick, gravel)"),
     Preset("scratch_faces", ("experiment=scratch_faces",), "Fig. 12, Table 1", "a 5-layer ConvNet learned from scratch on faces",
-           data="faces"),
+           data="faces", quick=("data.batch_size=2",)),
     Preset("vgg_recovery", ("experiment=vgg_recovery",), "Table 2 (Section 9)", "holes recovered by the model learned for it",
-           data="faces", layout="recovery"),
+           data="faces", layout="recovery", quick=("data.batch_size=2",)),
     Preset("linear_texture", ("experiment=frame_gray_textures", "data.embedded=brick"), "Section 3, eq. (5)",
            "linear FRAME: histograms of 40 Gabor/DoG filters, grey"),
     Preset("tiled_texture", ("model=stationary", "data=texture", "model.energy.extractor.padding=circular"),
@@ -86,7 +88,7 @@ def train(preset: Preset, args: argparse.Namespace) -> tuple[Path, str]:
     if preset.data and args.data is not None:
         overrides.append(f"data.root={args.data / preset.data}")
     if args.quick:
-        overrides += QUICK
+        overrides += [*QUICK, *preset.quick]
     before, start = load(), time.perf_counter()
     run = frame.train(overrides)
     minutes = (time.perf_counter() - start) / 60

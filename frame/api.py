@@ -17,6 +17,7 @@ functions build on what the commands use: ``frame.checkpoint.load_model``, ``fra
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -200,7 +201,8 @@ def train(overrides: Sequence[str] = ()) -> Path:
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as child:
         for line in child.stdout:  # echoed here: a notebook shows what the run prints
             sys.stdout.write(line)
-            last = line.strip() or last
+            error = re.search(r"\S+: error: .*", line)  # frame-train's one line, maybe after a progress bar's
+            last = error.group(0).strip() if error else last
         status = child.wait()
     if status != 0:
         raise RuntimeError(last or f"frame-train exited with status {status}")
