@@ -38,6 +38,7 @@ def test_import_frame_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+@pytest.mark.slow  # trains a tiny run (shared by this module's tests)
 def test_train_returns_the_run_folder(run, tmp_path_factory):
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / ".hydra" / "config.yaml").is_file()
     assert run.parent.name == "runs" and run.parents[1].name == "train"  # paths.log_dir/train/runs/<stamp>
@@ -45,6 +46,7 @@ def test_train_returns_the_run_folder(run, tmp_path_factory):
         frame.train([*TINY, "model.sampler.n_steps=0", f"paths.log_dir={tmp_path_factory.mktemp('bad')}"])
 
 
+@pytest.mark.slow
 @pytest.mark.real_weights
 def test_readme_example_runs(run, capsys):
     code = readme_example().replace("outputs/train/runs/<run>/checkpoints/last.ckpt", str(run / "checkpoints" / "last.ckpt"))
@@ -58,6 +60,7 @@ def test_readme_example_runs(run, capsys):
     assert "floor (real)" in table and "ceiling" in table and re.search(r"^kid\s+\S+", table, re.M)
 
 
+@pytest.mark.slow  # trains a tiny run (shared by this module's tests)
 def test_model_methods_match_the_library(run):
     model = frame.load(run / "checkpoints" / "last.ckpt")
     assert model.image_size == 32
@@ -78,6 +81,7 @@ def test_model_methods_match_the_library(run):
         model.inpaint(images, masks[:2])
 
 
+@pytest.mark.slow  # trains a tiny run (shared by this module's tests)
 def test_evaluate_takes_tensors_names_and_folders(run, tmp_path):
     model = frame.load(run / "checkpoints" / "last.ckpt")
     samples = model.sample(2, steps=1)
