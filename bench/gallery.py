@@ -144,8 +144,8 @@ def headline(quality: dict, extra: dict[str, float]) -> str:
 def judge(preset: Preset, run: Path, args: argparse.Namespace) -> tuple[torch.Tensor, str]:
     """The figure and the headline metrics of a run folder."""
     model = frame.load(run / "checkpoints" / "last.ckpt")
-    saved = len(model.module.buffer.chains)
-    chains = model.sample(max(saved, 8), steps=0)  # the saved chains (repeated when fewer than 8: quick runs)
+    chains = model.sample(len(model.module.buffer.chains), steps=0)  # the saved chains, as they are
+    judged = chains[torch.arange(max(len(chains), 8)) % len(chains)]  # objects need 6 or more: repeated in quick runs
     observed = training_images(run)
     recovered = recovery(model, observed) if preset.layout == "recovery" else None
     extra = {}
@@ -154,7 +154,7 @@ def judge(preset: Preset, run: Path, args: argparse.Namespace) -> tuple[torch.Te
         error = (result - images).abs().mean(1, keepdim=True)[missing]
         extra["recovery error (mean abs. in the 4 holes shown, 0-1)"] = float(error.mean())
     reference = observed[:24] if args.quick else observed
-    quality = frame.evaluate(chains, reference, vgg_source="random" if args.quick else "caffe", n_crops=16 if args.quick else 64)
+    quality = frame.evaluate(judged, reference, vgg_source="random" if args.quick else "caffe", n_crops=16 if args.quick else 64)
     return figure(preset, observed, chains, recovered), headline(quality, extra)
 
 
