@@ -64,6 +64,7 @@ if str(ROOT) not in sys.path:
 
 from frame.energies import NonStationaryEnergy, StationaryEnergy  # noqa: E402
 from frame.nets.vgg import VGG16_LAYERS, VGG16Features, build_features  # noqa: E402
+from frame.progress import progress_bar  # noqa: E402
 from frame.sampling import LangevinSampler  # noqa: E402
 
 TEXTURE_LAYERS = ("conv1_2", "conv2_2", "conv3_3", "conv4_3")
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     # (frame.sampling.keep_freed_memory) that the plain loop must not inherit
     plain = {case.name: time_case(case, "plain", args, device) for case in todo}
     rows = []
-    for case in todo:
+    for case in progress_bar(todo, "cases", unit="case"):
         (t_plain, mb_plain), (t_ours, mb_ours) = plain[case.name], time_case(case, "ours", args, device)
         row = {"case": case.name, "gflop": step_flops(case.layers, case.size, case.chains) / 1e9,
                "plain": t_plain, "ours": t_ours, "plain_mem": mb_plain, "ours_mem": mb_ours}

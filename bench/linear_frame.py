@@ -34,6 +34,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torchvision.utils import save_image
 
+from frame.progress import progress_bar  # noqa: E402
 from frame.run import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ def textures(args) -> None:
         model = build_model(cfg.model)
         observed = model.to_input(datamodule.images)
         start, below = time.perf_counter(), None
-        for done in range(10, args.iterations + 1, 10):
+        for done in progress_bar(range(10, args.iterations + 1, 10), name, unit="x10 it"):
             fit(model, datamodule, 10)
             gaps = histogram_gaps(model.energy, observed, model.buffer.chains)
             minutes = (time.perf_counter() - start) / 60

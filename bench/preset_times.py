@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from frame.progress import progress_bar  # noqa: E402
 from frame.run import build_model, prepare_data  # noqa: E402
 
 #: the research data a preset needs (relative to --data), as in its header's usage line
@@ -108,7 +109,7 @@ def main() -> None:
     extra = f" gap end ({args.window}-it mean) | gap min (same) | end / min |" if args.full else ""
     print(f"| preset | setting | s / iteration | iterations | full run (min) |{extra} load |")
     print("|---|---|---|---|---|---|" + "---|" * (3 if args.full else 0))
-    for name in names:
+    for name in progress_bar(names, "presets", unit="preset"):
         load = os.getloadavg()[0]
         result = time_preset(name, None if args.full else args.steps, args.data)
         if isinstance(result, str):

@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from frame.progress import progress_bar, say  # noqa: E402
 from frame.run import train  # noqa: E402
 
 CONF_DIR = str(ROOT / "conf")
@@ -97,11 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore")
     precisions = ["fp32"] + [p for p in args.precisions if p != "fp32"]
     results: dict[tuple[str, str], dict[str, float]] = {}
-    for run in args.runs:
-        for precision in precisions:
-            results[run, precision] = one_run(run, precision, args)
-            r = results[run, precision]
-            print(f"[done] {run} {precision}: final gap {r['final']:.4f} in {r['seconds']:.0f} s", flush=True)
+    for run, precision in progress_bar([(r, p) for r in args.runs for p in precisions], "runs", unit="run"):
+        results[run, precision] = one_run(run, precision, args)
+        r = results[run, precision]
+        say(f"[done] {run} {precision}: final gap {r['final']:.4f} in {r['seconds']:.0f} s")
 
     print(f"\n{'run':<8} {'precision':<9} {'iters':>5} {'gap@1':>7} {'final gap':>9} {'last-5 gap':>10} "
           f"{'final/fp32':>10} {'last5/fp32':>10} {'wall s':>7}")

@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from frame.data import list_images, load_images, to_tensor  # noqa: E402
+from frame.progress import progress_bar  # noqa: E402
 from frame.recovery import BASELINES, LABELS, available_baselines, exemplar_fill, masked_mae  # noqa: E402
 from frame.recovery.inpaint import inpaint, recovery_start, recovery_step_size, recovery_steps  # noqa: E402
 from frame.recovery.masks import STARTS, square_masks  # noqa: E402
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {"settings": {**vars(args), "ckpt": str(ckpt), "split": split, "n_test": len(test_paths),
                                   "langevin_steps": steps, "langevin_step_size": step_size, "langevin_start": start,
                                   "model_config": model.model_config}, "methods": {}}
-    for size64 in args.mask_sizes:
+    for size64 in progress_bar(args.mask_sizes, "mask sizes", unit="size"):
         side = round(size64 * args.image_size / 64)
         masks_t = square_masks(len(images), (args.image_size,) * 2, side,
                                generator=torch.Generator().manual_seed(MASK_SEEDS[args.draw] + args.seed + size64))

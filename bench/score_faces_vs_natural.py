@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from frame.data.images import list_images  # noqa: E402
+from frame.progress import progress_bar  # noqa: E402
 from frame.run import train  # noqa: E402
 from frame.run.checkpoints import load_model  # noqa: E402
 from frame.scoring import SCORES, format_table, load_folder, log_reference, model_image_size, roc_auc, score_images, summary, write_csv  # noqa: E402
@@ -116,7 +117,7 @@ def main(argv=None) -> dict[str, float]:
     if len(set(naturals)) != len(naturals):
         raise SystemExit(f"score_faces_vs_natural: error: --natural folders need distinct names, got {args.natural}")
     sets = [("faces (train)", train_dir), ("faces (held-out)", held_dir), *zip(naturals, args.natural)]
-    for name, folder in sets:
+    for name, folder in progress_bar(sets, "reading", unit="set"):
         if folder is not None:
             images[name] = load_folder(folder, size, grey)
     metrics = {}

@@ -45,6 +45,7 @@ from hydra.utils import instantiate  # noqa: E402
 
 from frame.eval import Evaluator  # noqa: E402
 from frame.models.statistics import statistics_gap  # noqa: E402
+from frame.progress import progress_bar  # noqa: E402
 from frame.run import build_model, prepare_data  # noqa: E402
 from frame.run.precondition import PRECONDITION_IMAGES, PRECONDITIONS  # noqa: E402
 
@@ -222,7 +223,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job")
     args = parser.parse_args()
     rows = []
-    for name in args.jobs.split(","):
+    for name in progress_bar(args.jobs.split(","), "jobs", unit="job"):
         job = JOBS[name]
         job = Job(job.overrides, job.kind, args.gap if args.gap is not None else job.gap, job.metric,
                   args.metric if args.metric is not None else job.threshold, job.of_floor)

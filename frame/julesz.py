@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from frame.energies.base import Energy
+from frame.progress import progress_bar
 from frame.sampling import LangevinSampler
 
 
@@ -132,7 +133,7 @@ class JuleszSampler:
         eps = self.eps * contrast**2
         bounds = energy.input_space.bounds(start.device, start.dtype)
         x = start
-        for t in self.temperatures()[:-1]:
+        for t in progress_bar(self.temperatures()[:-1], "annealing", unit="level"):
             sampler = self.sampler(eps, t, self.steps_per_level, noise=True)
             x = sampler.sample(Mismatch(energy, h_obs, t), x, bounds=bounds, generator=generator)
         return self.descend(eps, Mismatch(energy, h_obs, self.t_end), x, bounds)
@@ -161,7 +162,7 @@ class JuleszSampler:
         per_round = max(1, self.final_steps // self.projections)
         pixels = x.shape[-2] * x.shape[-1]
         with torch.enable_grad():
-            for _ in range(self.projections):
+            for _ in progress_bar(range(self.projections), "L-BFGS at T = 0", unit="round"):
                 x = x.detach().float().requires_grad_(True)
                 norm = float(torch.autograd.grad(mismatch.relative(x).sum(), x)[0].abs().sum())
                 if norm == 0:  # matched exactly

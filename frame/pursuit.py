@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from frame.models.base import FrameModel
+from frame.progress import progress_bar
 
 
 def histogram_gaps(h_obs: Tensor, h_syn: Tensor) -> Tensor:
@@ -154,7 +155,7 @@ class FilterPursuit:
         model: FrameModel | None = None
         h_syn, chains = self.measure(self.candidates, _zero, self.reference_chains())
         steps: list[PursuitStep] = []
-        for i in range(1, int(n_filters) + 1):
+        for i in progress_bar(range(1, int(n_filters) + 1), "filter pursuit", unit="filter"):
             start = time.perf_counter()
             gaps = self.gaps(chains, h_syn)
             best = pick(gaps, chosen)

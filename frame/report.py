@@ -2,16 +2,20 @@
 
 ``write_report(runs, out)`` writes one page for one run folder, or one page comparing
 several (their curves overlaid first, then each run on its own). Per run, from the files
-train.py wrote (``frame.runs``):
+train.py wrote (``frame.runs``), in this order:
 
-- the config: the command-line overrides and ``.hydra/config.yaml``;
+- the headline: the last sample grid (``samples/step_*.png``: the training images left of the
+  chains) and the quality table, every metric with its real-vs-real floor and its ceiling:
+  from the newest ``*_eval.json`` of ``frame-eval`` in the run folder, else the last logged
+  ``eval/*`` values of ``csv/metrics.csv`` (any ``eval/<name>`` with ``_floor``, ``_ceiling``
+  and ``_std`` keys is shown, whatever the metric);
 - curves from ``csv/metrics.csv``: ``train/gap_rel`` over all layers and per layer (the
   quantity Algorithm 1 drives to 0), the energies of the observed and synthesized images per
-  layer, the ``eval/*`` quality metrics with their real-vs-real floor and noise ceiling,
-  detector firing frequencies, and any other logged metric;
-- the sample grids over time (``samples/step_*.png``, each the training images left of the
-  chains), the last one large, and the detector maps (``detectors/step_*.png``) where the
-  model has learned filters.
+  layer, the ``eval/*`` metrics over the steps, detector firing frequencies, and any other
+  logged metric;
+- the sample grids over time and the detector maps (``detectors/step_*.png``) where the
+  model has learned filters;
+- the config, folded: the command-line overrides and ``.hydra/config.yaml``.
 
 Plots are drawn with matplotlib's Agg backend (no display) and every image is embedded as a
 base64 PNG; the page loads no script, style sheet, font or image from anywhere, so it opens
@@ -23,17 +27,19 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from frame.eval.report import OBJECT_METRICS, TEXTURE_METRICS
+from frame.eval.report import HIGHER_IS_BETTER, OBJECT_METRICS, TEXTURE_METRICS
 from frame.runs import config_text, overrides, read_metrics, step_images
 
 Series = dict[str, list[tuple[int, float]]]
@@ -51,6 +57,9 @@ h3 { margin-top: 1.5em; } figure { margin: 1em 0; } figcaption { color: #555; fo
 img { max-width: 100%; image-rendering: pixelated; } pre { background: #f6f6f6; padding: .8em; overflow-x: auto; }
 .row { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; } .row figure { margin: 0; }
 .muted { color: #777; }
+table { border-collapse: collapse; margin: .5em 0; } th, td { padding: .2em .7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; } tr { border-bottom: 1px solid #eee; }
+.headline { display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start; }
 """
 
 
@@ -254,22 +263,70 @@ def spread(items: Sequence, at_most: int) -> list:
     return [items[i] for i in picks]
 
 
-def images_html(found: list[tuple[int, Path]], figure_id: str, what: str, max_images: int) -> str:
-    """The last image large, then up to ``max_images`` over time."""
+def last_image_html(found: list[tuple[int, Path]], figure_id: str, what: str) -> str:
+    """The last image, large."""
     if not found:
         return ""
     step, last = found[-1]
-    parts = [f'<figure id="{figure_id}-final">{img(last.read_bytes(), f"{what}, step {step}")}'
-             f"<figcaption>{html.escape(what)}, step {step} (the last)</figcaption></figure>"]
+    return (f'<figure id="{figure_id}-final">{img(last.read_bytes(), f"{what}, step {step}")}'
+            f"<figcaption>{html.escape(what)}, step {step} (the last)</figcaption></figure>")
+
+
+def over_time_html(found: list[tuple[int, Path]], figure_id: str, what: str, max_images: int) -> str:
+    """Up to ``max_images`` images, evenly spread over the run."""
+    if len(found) < 2:
+        return ""
     shown = spread(found, max_images)
-    if len(found) > 1:
-        cells = "".join(
-            f'<figure>{img(path.read_bytes(), f"{what}, step {s}")}<figcaption>step {s}</figcaption></figure>'
-            for s, path in shown
-        )
-        more = f" ({len(shown)} of {len(found)})" if len(shown) < len(found) else ""
-        parts.append(f'<h4>Over time{more}</h4><div class="row" id="{figure_id}-over-time">{cells}</div>')
-    return "".join(parts)
+    cells = "".join(
+        f'<figure>{img(path.read_bytes(), f"{what}, step {s}")}<figcaption>step {s}</figcaption></figure>'
+        for s, path in shown
+    )
+    more = f" ({len(shown)} of {len(found)})" if len(shown) < len(found) else ""
+    return f'<h4>Over time{more}</h4><div class="row" id="{figure_id}-over-time">{cells}</div>'
+
+
+def quality_rows(run: Path, metrics: Series) -> tuple[list[dict[str, Any]], str]:
+    """The quality table of a run, one dict per metric (value, std, floor, ceiling, position,
+    better), and where it comes from: the newest frame-eval JSON, else metrics.csv."""
+    files = sorted(run.glob("**/*_eval.json"), key=lambda path: path.stat().st_mtime)
+    for path in reversed(files):
+        try:
+            found = json.loads(path.read_text())["metrics"]
+            rows = [{"name": str(name), **{key: entry.get(key) for key in ("value", "std", "floor", "ceiling", "better")}}
+                    for name, entry in found.items() if isinstance(entry, dict)]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # a file from elsewhere that is not frame-eval's: the next one, or metrics.csv
+        return rows, f"frame-eval, {path.relative_to(run)}"
+    rows = []
+    for name in eval_names(metrics):
+        last = {suffix: metrics[EVAL + name + suffix][-1][1] for suffix in ("", *EVAL_SUFFIXES) if metrics.get(EVAL + name + suffix)}
+        rows.append({"name": name, "value": last.get(""), "std": last.get("_std"), "floor": last.get("_floor"),
+                     "ceiling": last.get("_ceiling"), "better": "higher" if name in HIGHER_IS_BETTER else "lower"})
+    step = max((metrics[EVAL + row["name"]][-1][0] for row in rows if metrics.get(EVAL + row["name"])), default=0)
+    return rows, f"csv/metrics.csv, step {step}"
+
+
+def _cell(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, (int, float)) and math.isfinite(x) else "–"
+
+
+def quality_html(rows: list[dict[str, Any]], source: str, table_id: str) -> str:
+    """The quality table: metric, value (+- std), floor, ceiling, position between them."""
+    if not rows:
+        return ('<p class="muted">no quality metrics: run <code>frame-eval --ckpt &lt;run&gt;/checkpoints/last.ckpt</code>, '
+                "or train with callbacks.eval_metrics on</p>")
+    body = []
+    for row in rows:
+        value, floor, ceiling, std = (row.get(key) for key in ("value", "floor", "ceiling", "std"))
+        numbers = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (value, floor, ceiling))
+        position = (value - floor) / (ceiling - floor) if numbers and ceiling != floor else None
+        spread_ = f" ± {_cell(std)}" if isinstance(std, (int, float)) and math.isfinite(std) else ""
+        body.append(f"<tr><td>{html.escape(row['name'])}</td><td>{_cell(value)}{spread_}</td><td>{_cell(floor)}</td>"
+                    f"<td>{_cell(ceiling)}</td><td>{_cell(position)}</td><td>{html.escape(str(row.get('better') or ''))}</td></tr>")
+    return (f'<table id="{table_id}"><caption class="muted">{html.escape(source)}; position 0 = as good as real images '
+            "(floor), 1 = as bad as the ceiling (noise); VGG-16 feature distances, not Inception FID</caption>"
+            "<tr><th>metric</th><th>value</th><th>floor (real)</th><th>ceiling</th><th>position</th><th>better</th></tr>"
+            f"{''.join(body)}</table>")
 
 
 def run_section(run: Path, label: str, index: int, max_images: int) -> str:
@@ -277,13 +334,15 @@ def run_section(run: Path, label: str, index: int, max_images: int) -> str:
     one = {label: metrics}
     key = f"run{index}"
     parts = [f'<section id="{key}"><h2>{html.escape(label)}</h2><p class="muted">{html.escape(str(run.resolve()))}</p>']
-
-    parts.append("<h3>Config</h3>")
     given = overrides(run)
     parts.append(f"<p>overrides: <code>{html.escape(' '.join(given))}</code></p>" if given else "<p>overrides: none</p>")
-    text = config_text(run)
-    parts.append(f'<details open><summary>.hydra/config.yaml</summary><pre id="{key}-config">{html.escape(text)}</pre></details>'
-                 if text is not None else '<p class="muted">no .hydra/config.yaml</p>')
+
+    samples = step_images(run, "samples")
+    rows, source = quality_rows(run, metrics)
+    parts.append(f'<div class="headline" id="{key}-headline">')
+    parts.append(last_image_html(samples, f"{key}-samples", "training images (left) | samples (right)")
+                 or '<p class="muted">no samples/step_*.png</p>')
+    parts.append(f"<div><h3>Quality</h3>{quality_html(rows, source, f'{key}-quality')}</div></div>")
 
     parts.append("<h3>Curves</h3>")
     if not metrics:
@@ -298,14 +357,18 @@ def run_section(run: Path, label: str, index: int, max_images: int) -> str:
         figure_html(other_figure(one), f"{key}-other", "other logged metrics"),
     ]
 
-    samples = step_images(run, "samples")
-    parts.append("<h3>Samples: training images (left) next to the chains (right)</h3>")
-    parts.append(images_html(samples, f"{key}-samples", "training images | chains", max_images)
-                 or '<p class="muted">no samples/step_*.png</p>')
+    if len(samples) > 1:
+        parts.append("<h3>Samples over the run: training images (left) next to the chains (right)</h3>")
+        parts.append(over_time_html(samples, f"{key}-samples", "training images | chains", max_images))
     detectors = step_images(run, "detectors")
     if detectors:
         parts.append("<h3>Detector maps</h3>")
-        parts.append(images_html(detectors, f"{key}-detectors", "detector maps", max_images))
+        parts.append(last_image_html(detectors, f"{key}-detectors", "detector maps"))
+        parts.append(over_time_html(detectors, f"{key}-detectors", "detector maps", max_images))
+
+    text = config_text(run)
+    parts.append(f'<h3>Config</h3><details><summary>.hydra/config.yaml</summary><pre id="{key}-config">{html.escape(text)}</pre>'
+                 "</details>" if text is not None else '<h3>Config</h3><p class="muted">no .hydra/config.yaml</p>')
     parts.append("</section>")
     return "".join(parts)
 

@@ -42,7 +42,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+
+from frame.progress import progress_bar
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -311,7 +312,7 @@ class LangevinSampler:
         steps = self.n_steps if n_steps is None else checked_steps(n_steps, "the number of Langevin steps")
         step_size = self.step_size if step_size is None else checked_step_size(step_size, "the Langevin step size")
         trace = DriftTrace(step_size, mask)
-        for _ in tqdm(range(steps), desc="Langevin", disable=not progress, leave=False):
+        for _ in progress_bar(range(steps), "Langevin", unit="step", enabled=progress):
             _, grad_f = self.energy_grad(energy, x)
             drift = self.drift(x, grad_f)
             trace.add(drift)

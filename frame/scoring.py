@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from frame.choices import SCORES
 from frame.data.images import list_images, load_readable, to_tensor
 
 if TYPE_CHECKING:
     from frame.models.base import FrameModel
 
-SCORES = {"f": "f(I; w)", "log_p": "log p(I; w) + log Z(w)"}
 #: {input: (image paths, score per image)}
 Results = dict[str, tuple[list[str], torch.Tensor]]
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from frame.choices import INITS
+
 if TYPE_CHECKING:
     from frame.models.base import FrameModel
-
-INITS = ("buffer", "flat", "zeros", "noise")
 
 
 def canvas_side(model: FrameModel, size: int | None) -> int:

@@ -1,8 +1,9 @@
-"""frame-report on a 3-step run: one HTML file holding the config, the curves and the sample
-grids as embedded PNGs, that loads nothing from anywhere.
+"""frame-report on a 3-step run: one HTML file holding the headline (last samples, quality
+table), the curves, the sample grids and the folded config as embedded PNGs and text, that
+loads nothing from anywhere: checked in the text and in headless Chromium.
 
 The run (``train.py debug=fast``: random VGG-16, 32 px) keeps the eval callback on, with
-random judge weights, so the page also draws eval/* curves from metrics.csv.
+random judge weights, so the page also draws eval/* curves and the table from metrics.csv.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -85,3 +87,72 @@ def test_not_a_run_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a run folder" in err
+
+
+def test_headline_first_config_folded_last(run, tmp_path):
+    out = tmp_path / "report.html"
+    assert main([str(run), "--out", str(out)]) == 0
+    page = out.read_text()
+    order = [page.index(f'id="{key}"') for key in ("run0-headline", "run0-samples-final", "run0-quality", "run0-gap",
+                                                    "run0-samples-over-time", "run0-config")]
+    assert order == sorted(order)
+    assert re.search(r'<details><summary>\.hydra/config\.yaml</summary><pre id="run0-config">', page)  # folded
+    with open(run / "csv" / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("eval/kid")]
+    table = page[page.index('id="run0-quality"') : page.index("</table>", page.index('id="run0-quality"'))]
+    kid = re.search(r"<tr><td>kid</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", table)
+    floor, ceiling = float(rows[-1]["eval/kid_floor"]), float(rows[-1]["eval/kid_ceiling"])
+    assert kid and float(kid.group(2)) == pytest.approx(floor, rel=1e-3) and float(kid.group(3)) == pytest.approx(ceiling, rel=1e-3)
+    assert "csv/metrics.csv, step 2" in table
+
+
+def test_quality_table_prefers_frame_eval_json_and_shows_any_metric(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    metrics = {"c2st_acc": {"value": 0.75, "std": 0.02, "floor": 0.5, "ceiling": 1.0, "better": "lower"}}
+    (copy / "checkpoints" / "last_eval.json").write_text(json.dumps({"metrics": metrics}))
+    (copy / "checkpoints" / "stray_eval.json").write_text("not json")  # older and unreadable: skipped
+    os.utime(copy / "checkpoints" / "stray_eval.json", (0, 0))
+    assert main([str(copy)]) == 0
+    page = (copy / "report.html").read_text()
+    assert re.search(r"<tr><td>c2st_acc</td><td>0.75 ± 0.02</td><td>0.5</td><td>1</td><td>0.5</td><td>lower</td></tr>", page)
+    assert "frame-eval, checkpoints/last_eval.json" in page and "<td>kid</td>" not in page
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def test_report_in_headless_chromium(run, tmp_path):
+    """No console error, every image decoded, no request leaving the file."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).is_file(), "Debian's chromium package is needed: apt-get install chromium (.ci/run does)"
+    out = tmp_path / "report.html"
+    assert main([str(run), "--out", str(out)]) == 0
+    errors, requests, outside = [], [], []
+
+    def route(handle):
+        requests.append(handle.request.url)
+        if handle.request.url.startswith(("file:", "data:")):
+            handle.continue_()
+        else:
+            outside.append(handle.request.url)
+            handle.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.route("**/*", route)
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(out.as_uri(), wait_until="load")
+            images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+            folded = page.evaluate("document.querySelector('details').open")
+        finally:
+            browser.close()
+    assert requests == [out.as_uri()] and not outside and not errors, (outside, errors)
+    assert len(images) >= 6 and all(complete and width > 0 for _, complete, width in images), images
+    assert folded is False

@@ -16,10 +16,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
-from torchvision.utils import make_grid
 
 from frame.callbacks.periodic import EveryNSteps
 from frame.callbacks.samples import publish_grid
+from frame.grids import make_grid
 
 
 def detector_rows(images: Tensor, maps: Tensor, max_filters: int | None = None) -> list[Tensor]:

@@ -6,15 +6,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
 
 from frame.callbacks.periodic import EveryNSteps
+from frame.grids import make_grid, save_grid, to_uint8
 
 
 def square_nrow(n: int) -> int:
@@ -33,11 +32,6 @@ def side_by_side(observed: Tensor, synthesized: Tensor, padding: int = 2) -> Ten
     return torch.cat([left, gap, right], dim=2)
 
 
-def to_uint8(grid: Tensor) -> np.ndarray:
-    """[3, H, W] in [0, 1] -> H x W x 3 uint8 in 0-255, rounded exactly as ``save_image`` does."""
-    return grid.detach().float().cpu().mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def publish_grid(trainer: pl.Trainer, grid: Tensor, folder: Path, key: str, caption: str) -> Path:
     """Writes ``<folder>/step_XXXXXX.png`` and logs the same pixels to every W&B logger of the run.
 
@@ -46,7 +40,7 @@ def publish_grid(trainer: pl.Trainer, grid: Tensor, folder: Path, key: str, capt
     step = trainer.global_step
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:06d}.png"
-    save_image(grid, path)
+    save_grid(grid, path)
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[to_uint8(grid)], step=step, caption=[caption])

@@ -21,21 +21,26 @@ network for the weights, out of memory) prints one line and exits 1. Tracebacks 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from frame.data.images import is_image_file
-from frame.nets.weights import WeightsUnavailableError
-
 #: errors in what the user gave: exit status 2
 USER_ERRORS = (OSError, ValueError)
-#: the machine cannot do what was asked: exit status 1 (ImportError: an optional extra is missing, the message names it)
-MACHINE_ERRORS = (WeightsUnavailableError, torch.OutOfMemoryError, ImportError)
+#: what ``--device`` accepts (whether a CUDA device exists is checked after parsing)
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def machine_errors() -> tuple[type[BaseException], ...]:
+    """The machine cannot do what was asked (no weights, out of memory, a missing package: its message names it): exit status 1."""
+    import torch
+
+    from frame.nets.weights import WeightsUnavailableError
+
+    return (WeightsUnavailableError, torch.OutOfMemoryError, ImportError)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -77,16 +82,22 @@ def positive_float(value: str) -> float:
     return number
 
 
-def device(value: str) -> torch.device:
-    """argparse type: ``auto`` or a torch device that exists on this machine."""
+def device(value: str) -> str:
+    """argparse type: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (made a torch device by ``run``)."""
+    if not DEVICE.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"unknown device {value!r}: use auto, cpu, cuda or cuda:N")
+    return value
+
+
+def torch_device(value: str):
+    """The torch device of a ``--device`` value; a CUDA device this machine lacks is an error."""
+    import torch
+
     if value == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        chosen = torch.device(value)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {value!r}: use auto, cpu, cuda or cuda:N") from None
+    chosen = torch.device(value)
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{value}: this machine has no CUDA device; use --device cpu")
+        raise ValueError(f"--device {value}: this machine has no CUDA device; use --device cpu")
     return chosen
 
 
@@ -109,21 +120,30 @@ def add_input(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace], Any], argv: list[str] | None) -> int:
-    """Parses ``argv`` and runs ``command(args)``; returns the exit status (module docstring)."""
+    """Parses ``argv`` and runs ``command(args)``; returns the exit status (module docstring).
+
+    Nothing heavy is imported before the arguments are parsed (``frame.cli``): torch loads
+    here, with the ``--device`` it resolves, and the commands import the rest themselves."""
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, or a bad flag already reported in one line
         return done.code if isinstance(done.code, int) else 2
+    if isinstance(getattr(args, "device", None), str):
+        try:
+            args.device = torch_device(args.device)
+        except ValueError as err:
+            return fail(parser.prog, err, 2)
     if args.debug:
         command(args)
         return 0
+    machine = machine_errors()
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, category, *_, **__: print(
             f"{parser.prog}: warning: {one_line(message)}", file=sys.stderr
         )
         try:
             command(args)
-        except MACHINE_ERRORS as err:
+        except machine as err:
             return fail(parser.prog, err, 1)
         except USER_ERRORS as err:
             return fail(parser.prog, err, 2)
@@ -134,7 +154,7 @@ def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace],
 
 
 def fail(prog: str, err: BaseException, status: int) -> int:
-    hint = " (lower --batch-size)" if isinstance(err, torch.OutOfMemoryError) else ""
+    hint = " (lower --batch-size)" if type(err).__name__ == "OutOfMemoryError" else ""
     print(f"{prog}: error: {one_line(err)}{hint} (--debug shows the traceback)", file=sys.stderr)
     return status
 
@@ -155,6 +175,8 @@ def check_outputs(reads: Mapping[str, Iterable[Path]], files: Iterable[Path] = (
     be one it reads, nor an image inside a folder it reads; the folder may not be, contain or lie inside a file or folder it reads
     (its outputs could overwrite them, or be read as inputs by the next run).
     """
+    from frame.data.images import is_image_file
+
     out = folder.resolve() if folder is not None else None
     for flag, paths in reads.items():
         for path in paths:

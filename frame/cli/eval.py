@@ -38,17 +38,15 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from frame.choices import EMBEDDED_IMAGES, INITS
 from frame.cli.common import check_outputs, make_parser, positive_int, run
-from frame.data import EMBEDDED_IMAGES, ImageDataModule, list_images, to_tensor
-from frame.data.images import load_readable
-from frame.eval import NOT_FID, Evaluator, VGGFeatures, format_table
-from frame.eval.report import HIGHER_IS_BETTER, Score, judge
-from frame.runs import data_config, run_of
-from frame.synthesis import INITS, draw
+
+if TYPE_CHECKING:
+    import torch
+
+    from frame.eval.report import Score
 
 PROG = "frame-eval"
 KIND_CHOICES = ("auto", "objects", "texture")
@@ -91,7 +89,10 @@ def is_grey(images: torch.Tensor) -> bool:
 
 def checkpoint_samples(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
     """The checkpoint's chains (or fresh ones) as images in [0, 1], and how they were made."""
-    from frame.run.checkpoints import load_model  # builds the model: only when a checkpoint is given
+    import torch  # here and below: after parsing, for start-up time (frame.cli)
+
+    from frame.run.checkpoints import load_model
+    from frame.synthesis import draw
 
     model = load_model(args.ckpt, device=args.device)
     saved = model.buffer.chains
@@ -109,6 +110,8 @@ def checkpoint_samples(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
 
 def file_samples(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
     """The sample files (at most --n) at the size of the first."""
+    from frame.data.images import list_images, load_readable, to_tensor
+
     files = list_images(args.samples)[: args.n]
     images = [image for _, image in load_readable(files, "fail")]
     width, height = images[0].size
@@ -120,6 +123,9 @@ def file_samples(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
 
 def reference_images(args: argparse.Namespace, samples: torch.Tensor) -> tuple[torch.Tensor, str]:
     """The reference images in [0, 1], and where they came from."""
+    from frame.data import ImageDataModule
+    from frame.runs import data_config, run_of
+
     if args.data is not None:
         source: dict[str, Any] = {"embedded": args.data} if args.data in EMBEDDED_IMAGES else {"root": args.data}
         if args.data not in EMBEDDED_IMAGES and not Path(args.data).exists():
@@ -154,6 +160,8 @@ def choose_kind(kind: str, n_reference: int) -> str:
 
 def as_json(results: dict[str, Score]) -> dict[str, dict[str, Any]]:
     """One entry per metric; nan (a position whose floor equals its ceiling) becomes null."""
+    from frame.eval.report import HIGHER_IS_BETTER, judge
+
     def number(x: float | None) -> float | None:
         return None if x is None or not math.isfinite(x) else x
 
@@ -177,6 +185,8 @@ def default_out(args: argparse.Namespace) -> Path:
 
 
 def evaluate(args: argparse.Namespace) -> None:
+    from frame.eval import NOT_FID, Evaluator, VGGFeatures, format_table
+
     if args.steps is not None and args.ckpt is None:
         raise ValueError("--steps draws fresh samples from a checkpoint: give --ckpt")
     if args.steps is not None and args.steps < 0:

@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from frame.cache import cache_root
 from frame.cli.common import HelpFormatter, Parser, run
-from frame.nets.weights import cache_root, fetch_caffe
 
 PROG = "frame-fetch-weights"
 
@@ -30,6 +30,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def fetch(args: argparse.Namespace) -> None:
+    # after parsing: start-up time (frame.cli)
+    from frame.nets.weights import fetch_caffe
+
     print(fetch_caffe(args.cache_dir, force=args.force))
 
 

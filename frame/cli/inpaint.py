@@ -26,18 +26,13 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from PIL import Image
-from torch import Tensor
-from torchvision.utils import save_image
-
+from frame.choices import STARTS
 from frame.cli.common import add_ckpt, add_input, check_outputs, make_parser, positive_float, positive_int, run
-from frame.data import list_images, load_image, load_images, to_tensor
-from frame.recovery.inpaint import inpaint_image, model_size, recovery_start, resize, resize_mask
-from frame.recovery.masks import STARTS, square_masks
-from frame.run.checkpoints import load_model
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 PROG = "frame-inpaint"
 
@@ -50,6 +45,8 @@ class MaskError(ValueError):
 def named_images(inputs: list[Path]) -> list[tuple[Path, Path]]:
     """(image, name) for every image of the --input paths; the name is its path below its
     --input folder (a file: its own name), under that folder's name when there are several."""
+    from frame.data import list_images  # here and below: after parsing, for start-up time (frame.cli)
+
     items, seen, names = [], set(), {}
     for root in inputs:
         base = root if root.is_dir() else root.parent
@@ -70,6 +67,11 @@ def named_images(inputs: list[Path]) -> list[tuple[Path, Path]]:
 
 def read_image(path: Path) -> tuple[Tensor, bool]:
     """``[3, h, w]`` float in [0, 1] and whether the image is grey (all channels equal)."""
+    import numpy as np
+    import torch
+
+    from frame.data import load_image
+
     array = np.asarray(load_image(path), dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
     grey = bool((tensor[0] == tensor[1]).all() and (tensor[1] == tensor[2]).all())
@@ -78,6 +80,10 @@ def read_image(path: Path) -> tuple[Tensor, bool]:
 
 def read_mask(path: Path, size: tuple[int, int], image: Path) -> Tensor:
     """A mask file as ``[1, h, w]`` bool (white = missing); checks size and that it is binary."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
     if not path.is_file():
         raise MaskError(f"no mask for image {image}: expected {path}")
     try:
@@ -101,6 +107,9 @@ def read_mask(path: Path, size: tuple[int, int], image: Path) -> Tensor:
 
 
 def write_image(image: Tensor, path: Path, grey: bool) -> None:
+    import numpy as np
+    from PIL import Image
+
     array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array[..., 0] if grey else array, mode="L" if grey else "RGB").save(path)
@@ -131,6 +140,10 @@ def parser() -> argparse.ArgumentParser:
 
 def read_items(args: argparse.Namespace) -> list[tuple[Path, Path, Tensor, bool, Tensor]]:
     """(image, name, pixels, grey, missing) for every image, every file read and checked."""
+    import torch
+
+    from frame.recovery.masks import square_masks
+
     if args.masks is not None and not args.masks.is_dir():
         raise NotADirectoryError(f"--masks {args.masks} is not a folder")
     items = []
@@ -150,6 +163,14 @@ def read_items(args: argparse.Namespace) -> list[tuple[Path, Path, Tensor, bool,
 
 
 def inpaint(args: argparse.Namespace) -> None:
+    import torch
+
+    from frame.data import list_images, load_images, to_tensor
+    from frame.grids import save_grid
+    from frame.progress import progress_bar, say
+    from frame.recovery.inpaint import inpaint_image, model_size, recovery_start, resize, resize_mask
+    from frame.run.checkpoints import load_model
+
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
     reads = {"--ckpt": [args.ckpt], "--input": args.input, "--masks": [args.masks] if args.masks else [],
@@ -163,7 +184,7 @@ def inpaint(args: argparse.Namespace) -> None:
     bank = to_tensor(load_images(list_images(args.bank)), model_size(model)) if args.bank and start == "exemplars" else None
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     rows = []
-    for path, name, image, grey, missing in items:
+    for path, name, image, grey, missing in progress_bar(items, "recovering", unit="image"):
         recovered, canvas = inpaint_image(
             model, image, missing, grayscale=args.grayscale or grey, n_steps=args.steps,
             n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator, start=args.start,
@@ -174,13 +195,13 @@ def inpaint(args: argparse.Namespace) -> None:
         if args.masks is None:
             mask_file = args.out / "masks" / name.with_suffix(".png")
             mask_file.parent.mkdir(parents=True, exist_ok=True)
-            save_image(missing.float(), mask_file)
+            save_grid(missing.float(), mask_file)
         if len(rows) < 3 * args.grid_max:
             small = resize(image[None], model_size(model))[0].clamp(0, 1)
             holes = resize_mask(missing[None], model_size(model))[0]
             rows += [small, torch.where(holes, torch.ones_like(small), small), canvas]
-        print(f"{path} -> {target}")
-    save_image(torch.stack(rows), args.out / "grid.png", nrow=3, padding=2, pad_value=1.0)
+        say(f"{path} -> {target}")
+    save_grid(torch.stack(rows), args.out / "grid.png", nrow=3, padding=2, pad_value=1.0)
     print(f"wrote {len(items)} recovered images and {args.out / 'grid.png'}")
 
 

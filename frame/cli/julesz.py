@@ -19,11 +19,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-
-import torch
-from torchvision.utils import save_image
+from typing import TYPE_CHECKING
 
 from frame.cli.common import add_input, check_outputs, make_parser, positive_int, run
+
+if TYPE_CHECKING:
+    import torch
 
 PROG = "frame-julesz"
 VGG_LAYERS = ("conv1_2", "conv2_2", "conv3_3")
@@ -51,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
 
 def statistics(kind: str, bins: int, device: torch.device):
     """The energy whose statistics are matched (only its ``statistics`` and input space are used)."""
+    # here and below: after parsing, for start-up time (frame.cli)
     from frame.energies import LinearStationaryEnergy, StationaryEnergy
     from frame.nets import FilterBank, VGG16Features
 
@@ -62,7 +64,10 @@ def statistics(kind: str, bins: int, device: torch.device):
 
 
 def julesz(args: argparse.Namespace) -> None:
+    import torch
+
     from frame.data.images import list_images, load_images, to_tensor
+    from frame.grids import save_grid
     from frame.julesz import JuleszSampler
 
     if args.out.suffix.lower() != ".png":
@@ -85,9 +90,9 @@ def julesz(args: argparse.Namespace) -> None:
     grid = [images[:1].cpu().expand(-1, 3, -1, -1), samples]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if images.shape[-1] == size:
-        save_image(torch.cat(grid), args.out, nrow=args.n + 1)
+        save_grid(torch.cat(grid), args.out, nrow=args.n + 1)
     else:  # samples of another side: the observed texture is not in the grid
-        save_image(samples, args.out, nrow=args.n)
+        save_grid(samples, args.out, nrow=args.n)
     print(f"gap {gap:.4f} (||H - H_obs|| / ||H_obs||, {args.stats} statistics, {args.n} sample(s) of {size} px, "
           f"{minutes:.1f} min)")
     print(f"wrote {args.out}")

@@ -25,11 +25,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
-from torchvision.utils import save_image
-
 from frame.cli.common import check_outputs, make_parser, run
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -51,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def config(args: argparse.Namespace):
+    from hydra import compose, initialize_config_dir  # here and below: after parsing, for start-up time (frame.cli)
+
     overrides = [
         "model=linear_stationary", "data=texture", "data.embedded=null", f"data.root=[{','.join(map(str, args.input))}]",
         f"data.image_size={args.size}", "data.grayscale=true", *args.overrides,
@@ -64,8 +61,12 @@ def pursue(args: argparse.Namespace) -> None:
     import logging
 
     import hydra
+    import torch
+    from omegaconf import open_dict
 
+    from frame.grids import save_grid
     from frame.nets.filter_bank import kernel_grid
+    from frame.progress import say
     from frame.pursuit import FilterPursuit
     from frame.run import build_model
 
@@ -87,7 +88,7 @@ def pursue(args: argparse.Namespace) -> None:
     datamodule.setup("fit")  # a missing or unreadable texture fails here, before anything is written
     args.out.mkdir(parents=True, exist_ok=True)
     bank = make_model(None).energy.extractor
-    save_image(kernel_grid(bank), args.out / "bank.png", nrow=2 * cfg.model.energy.extractor.orientations, padding=1)
+    save_grid(kernel_grid(bank), args.out / "bank.png", nrow=2 * cfg.model.energy.extractor.orientations, padding=1)
     print(f"wrote {args.out / 'bank.png'} ({len(bank.names)} filters)")
     if args.filters == 0:
         return
@@ -99,14 +100,14 @@ def pursue(args: argparse.Namespace) -> None:
           f"{'used mean':>9} {'minutes':>7}")
 
     def report(i, step):
-        print(f"{i:>4}  {step.filter:<20} {step.gap_picked:>10.4f} {step.unused_mean:>11.4f} {step.unused_max:>10.4f} "
-              f"{step.used_mean:>9.4f} {step.minutes:>7.2f}", flush=True)
-        save_image(torch.cat([observed, step.samples[:1]]), args.out / f"step_{i:02d}.png")
+        say(f"{i:>4}  {step.filter:<20} {step.gap_picked:>10.4f} {step.unused_mean:>11.4f} {step.unused_max:>10.4f} "
+            f"{step.used_mean:>9.4f} {step.minutes:>7.2f}")
+        save_grid(torch.cat([observed, step.samples[:1]]), args.out / f"step_{i:02d}.png")
 
     steps = pursuit.run(args.filters, report)
-    save_image(torch.cat([s.samples[:1] for s in steps]), args.out / "pursuit.png", nrow=len(steps))
+    save_grid(torch.cat([s.samples[:1] for s in steps]), args.out / "pursuit.png", nrow=len(steps))
     chosen = make_model([s.filter for s in steps]).energy.extractor
-    save_image(kernel_grid(chosen), args.out / "chosen.png", nrow=len(steps), padding=1)
+    save_grid(kernel_grid(chosen), args.out / "chosen.png", nrow=len(steps), padding=1)
     print(f"wrote {args.out}/pursuit.png, chosen.png, step_01..{len(steps):02d}.png")
 
 

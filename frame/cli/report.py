@@ -3,10 +3,12 @@
     frame-report outputs/train/runs/<run>                         # writes <run>/report.html
     frame-report <run1> <run2> --out compare.html                 # one page, the runs' curves overlaid
 
-The page holds the run's config, its gap_rel curves per layer, the energies, the eval/*
-quality metrics between their floor and ceiling, the sample grids over time (training
-images left of the chains) and the detector maps of models with learned filters (frame.report).
-Plots and images are embedded as PNG: the file opens offline and travels alone.
+The page opens with the headline: the last sample grid (training images left of the chains)
+and the quality table, every metric between its floor (real images) and its ceiling (noise),
+from frame-eval's JSON in the run folder or the eval/* values the run logged. Then the curves
+(gap_rel per layer, the energies, the eval/* metrics over the steps), the sample grids over
+time, the detector maps of models with learned filters, and last the config, folded
+(frame.report). Plots and images are embedded as PNG: the file opens offline and travels alone.
 
 Without --out each run gets its own <run>/report.html; with --out all the runs given go
 into that one file.
@@ -19,8 +21,6 @@ import sys
 from pathlib import Path
 
 from frame.cli.common import HelpFormatter, Parser, check_outputs, positive_int, run
-from frame.report import write_report
-from frame.runs import is_run
 
 PROG = "frame-report"
 
@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def report(args: argparse.Namespace) -> None:
+    from frame.report import write_report  # after parsing: start-up time (frame.cli)
+    from frame.runs import is_run
+
     for folder in args.runs:
         if not folder.exists():
             raise FileNotFoundError(2, "no such folder", str(folder))

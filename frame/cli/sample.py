@@ -15,12 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-from torchvision.utils import save_image
-
+from frame.choices import INITS
 from frame.cli.common import add_ckpt, check_outputs, make_parser, positive_int, run
-from frame.run.checkpoints import load_model
-from frame.synthesis import INITS, draw
 
 PROG = "frame-sample"
 
@@ -40,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def sample(args: argparse.Namespace) -> None:
+    import torch  # after parsing: start-up time (frame.cli)
+
+    from frame.grids import save_grid
+    from frame.run.checkpoints import load_model
+    from frame.synthesis import draw
+
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
     if args.out.suffix.lower() != ".png":
@@ -50,7 +52,7 @@ def sample(args: argparse.Namespace) -> None:
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     chains = draw(model, args.n, args.init, args.steps, args.size, args.batch_size, generator, progress=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(model.to_images(chains).cpu(), args.out, nrow=max(1, round(args.n**0.5)))
+    save_grid(model.to_images(chains).cpu(), args.out, nrow=max(1, round(args.n**0.5)))
     if args.save_chains:
         torch.save(chains.cpu(), files[1])
     steps = model.sampler.n_steps if args.steps is None else args.steps

@@ -15,9 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from frame.choices import SCORES
 from frame.cli.common import add_ckpt, add_input, check_outputs, make_parser, positive_int, run
-from frame.run.checkpoints import load_model
-from frame.scoring import SCORES, format_table, score_folders, write_csv
 
 PROG = "frame-score"
 
@@ -36,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def score(args: argparse.Namespace) -> None:
+    from frame.run.checkpoints import load_model  # after parsing: start-up time (frame.cli)
+    from frame.scoring import format_table, score_folders, write_csv
+
     if args.out.is_dir():
         raise IsADirectoryError(f"--out {args.out} is a folder: give the CSV file to write")
     check_outputs({"--ckpt": [args.ckpt], "--input": args.input}, files=[args.out])

@@ -18,34 +18,44 @@ import logging
 import os
 import sys
 from pathlib import Path
-
-import hydra
-import torch
-from hydra.errors import InstantiationException
-from lightning_fabric.utilities.exceptions import MisconfigurationException
-from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
+from typing import TYPE_CHECKING
 
 from frame.cli.common import one_line
-from frame.nets.weights import WeightsUnavailableError
-from frame.run import DivergenceError, RunInterrupted, train
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
 #: the configs, at the root of the source checkout
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-#: errors in what the user gave (exit status 2) and runs that could not go on (1)
-USER_ERRORS = (ValueError, OSError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
-RUN_ERRORS = (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError)
 #: a config key of earlier versions whose settings moved (the old key names the new one in the error)
 RENAMED = "model.recovery."
 
 
+def errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Errors in what the user gave (exit status 2) and runs that could not go on (1); imported
+    when the run starts, not before Hydra has parsed the command line (start-up time, frame.cli)."""
+    import torch
+    from hydra.errors import InstantiationException
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from frame.nets.weights import WeightsUnavailableError
+    from frame.run import DivergenceError
+
+    user = (ValueError, OSError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
+    return user, (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError)
+
+
 def task(cfg: DictConfig) -> float | None:
     """Hydra's task: trains, and returns the metric a sweeper minimises."""
+    from frame.run import RunInterrupted
+
+    user_errors, run_errors = errors()
     try:
         return train_and_score(cfg)
-    except (*USER_ERRORS, *RUN_ERRORS, RunInterrupted) as err:
+    except (*user_errors, *run_errors, RunInterrupted) as err:
         if debugging():
             raise
         message, status = report(err)
@@ -54,6 +64,8 @@ def task(cfg: DictConfig) -> float | None:
 
 
 def train_and_score(cfg: DictConfig) -> float | None:
+    from frame.run import DivergenceError, train
+
     metric = cfg.get("optimized_metric")
     try:
         metrics = train(cfg)
@@ -69,12 +81,17 @@ def train_and_score(cfg: DictConfig) -> float | None:
 
 def report(err: BaseException) -> tuple[str, int]:
     """The one line and the exit status of `err`."""
+    from hydra.errors import InstantiationException
+
+    from frame.run import RunInterrupted
+
     if isinstance(err, RunInterrupted):
         return one_line(err), err.exit_code
-    if isinstance(err, InstantiationException) and isinstance(err.__cause__, (*USER_ERRORS, *RUN_ERRORS)):
+    user_errors, run_errors = errors()
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, (*user_errors, *run_errors)):
         err = err.__cause__  # the constructor's own message names the key
-    status = 1 if isinstance(err, RUN_ERRORS) else 2
-    hint = " (lower the batch size or the number of chains)" if isinstance(err, torch.OutOfMemoryError) else ""
+    status = 1 if isinstance(err, run_errors) else 2
+    hint = " (lower the batch size or the number of chains)" if type(err).__name__ == "OutOfMemoryError" else ""
     return f"{one_line(err)}{hint} (--debug shows the traceback)", status
 
 
@@ -98,9 +115,32 @@ def main() -> None:
     if "--debug" in sys.argv[1:]:  # Hydra does not know the flag: it becomes Hydra's own switch
         sys.argv.remove("--debug")
         os.environ["HYDRA_FULL_ERROR"] = "1"
+    if set(sys.argv[1:]) & {"-h", "--help"}:
+        print(usage())
+        return
     if not debugging():
         check_overrides(sys.argv[1:])
+    import hydra
+    from omegaconf import OmegaConf
+
+    # run folders end in the process id (conf/hydra/default.yaml): two runs started in the same
+    # microsecond on one machine still get two folders
+    OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")(task)()
+
+
+def usage() -> str:
+    """``--help``: this docstring and the options of each config group, read from the file names
+    in ``conf/`` (Hydra's own help composes every group, seconds; ``--hydra-help`` shows Hydra's flags)."""
+    groups = sorted(folder for folder in CONF_DIR.iterdir() if folder.is_dir())
+    lines = [f"usage: {program()} [--debug] [key=value ...] [group=option ...]", "", (__doc__ or "").strip(), "",
+             "config groups (group=option):"]
+    for folder in groups:
+        options = sorted(path.stem for path in folder.glob("*.yaml"))
+        lines.append(f"  {folder.name:<15} {', '.join(options)}")
+    lines += ["", f"configs: {CONF_DIR}; `{program()} --cfg job [overrides]` prints the composed config, "
+              f"`{program()} --hydra-help` Hydra's own flags"]
+    return "\n".join(lines)
 
 
 def check_overrides(args: list[str]) -> None:
@@ -118,6 +158,7 @@ def check_overrides(args: list[str]) -> None:
             sys.exit(2)
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

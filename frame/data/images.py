@@ -35,6 +35,8 @@ import torch
 from PIL import Image, ImageOps
 from torchvision.transforms import v2
 
+from frame.choices import EMBEDDED_IMAGES
+
 __all__ = [
     "EMBEDDED_IMAGES",
     "IMAGE_EXTENSIONS",
@@ -306,18 +308,16 @@ def _sklearn(filename: str) -> Callable[[], list[np.ndarray]]:
     return load
 
 
-_EMBEDDED_LOADERS: dict[str, Callable[[], list[np.ndarray]]] = {
-    "lfw_faces": _lfw_faces,
-    **{
-        name: _skimage(name)
-        for name in ("brick", "grass", "gravel", "astronaut", "chelsea", "coffee", "rocket")
-    },
-    "china": _sklearn("china.jpg"),
-    "flower": _sklearn("flower.jpg"),
-}
+def _loader(name: str) -> Callable[[], list[np.ndarray]]:
+    """The loader of one name of :data:`EMBEDDED_IMAGES` (``frame.choices``)."""
+    if name == "lfw_faces":
+        return _lfw_faces
+    if name in ("china", "flower"):
+        return _sklearn(f"{name}.jpg")
+    return _skimage(name)
 
-EMBEDDED_IMAGES: tuple[str, ...] = tuple(_EMBEDDED_LOADERS)
-"""Names accepted by :func:`embedded_images` (no network needed)."""
+
+_EMBEDDED_LOADERS: dict[str, Callable[[], list[np.ndarray]]] = {name: _loader(name) for name in EMBEDDED_IMAGES}
 
 
 def embedded_images(name: str) -> list[Image.Image]:

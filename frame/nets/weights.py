@@ -48,6 +48,8 @@ from typing import NamedTuple
 
 import torch
 
+from frame.cache import cache_root
+
 # ----------------------------------------------------------------------------- architecture
 
 #: torchvision ``vgg16`` configuration "D": conv widths, "M" = 2x2 max pool.
@@ -117,12 +119,6 @@ class WeightsUnavailableError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$FRAME_CACHE``, else ``~/.cache/frame``."""
-    root = cache_dir or os.environ.get("FRAME_CACHE") or Path.home() / ".cache" / "frame"
-    return Path(root).expanduser()
 
 
 def file_sha256(path: str | os.PathLike) -> str:

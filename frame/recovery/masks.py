@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from frame.choices import STARTS
 from frame.recovery.baselines import harmonic, nearest_exemplars
 from frame.sampling import checked_step_size, checked_steps
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from frame.input_space import InputSpace
 
 PLACEMENTS = ("random", "center")
-STARTS = ("mean", "harmonic", "exemplars")
 #: the k of the ``exemplars`` start (the bench's data-driven row uses the same by default)
 EXEMPLARS = 8
 

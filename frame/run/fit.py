@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 
 # The frozen filter banks stay in eval mode on purpose; Lightning warns about that at fit start.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-# run folders end in the process id (conf/hydra/default.yaml): two runs started in the same
-# microsecond on one machine still get two folders
-OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
 
 def require(ok: bool, key: str, expected: str, value: Any) -> None:
     """Raises ``ValueError`` naming the config `key` unless `ok`."""

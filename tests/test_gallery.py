@@ -1,0 +1,50 @@
+"""bench/gallery.py on a tiny run given with --runs: one PNG per preset that opens, a results
+table naming each, and the size budget kept."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import frame
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gallery_module():
+    spec = importlib.util.spec_from_file_location("gallery", ROOT / "bench" / "gallery.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gallery"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_gallery_from_a_tiny_run(tmp_path):
+    run = frame.train(["debug=fast", "logger=csv", "model=stationary", "data=texture", "data.image_size=32",
+                       "model.energy.extractor.layers=[conv1_1]", "model.energy.extractor.padding=circular",
+                       f"paths.log_dir={tmp_path / 'logs'}"])
+    gallery = gallery_module()
+    out = tmp_path / "gallery"
+    status = gallery.main(["--runs", f"brick={run}", f"tiled_texture={run}", "--only", "brick,tiled_texture", "--quick",
+                           "--out", str(out), "--budget", "6000"])
+    assert status == 0
+    sizes = {path.name: path.stat().st_size for path in out.glob("*.png")}
+    assert set(sizes) == {"brick.png", "tiled_texture.png"} and sum(sizes.values()) <= 6000
+    brick, tiled = Image.open(out / "brick.png"), Image.open(out / "tiled_texture.png")
+    assert brick.width > brick.height > 0  # training image beside the chains
+    assert tiled.width > tiled.height  # the texture beside a 2 x 2 tiling of one chain
+    table = (out / "results.md").read_text()
+    assert "| [brick](brick.png) | Fig. 6" in table and "(given run)" in table
+    assert "gram_rel" in table and "floor" in table and "ceiling" in table
+    assert "![tiled_texture](tiled_texture.png)" in table
+
+
+def test_unknown_preset_is_one_error(capsys):
+    with pytest.raises(SystemExit) as done:
+        gallery_module().main(["--only", "nonesuch"])
+    assert done.value.code == 2 and "unknown preset(s) nonesuch" in capsys.readouterr().err
