@@ -25,14 +25,14 @@ import re
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from frame.classify import bayes_posterior, check_category_models, log_likelihoods, logits, model_log_z, normalised_priors, top_layer_features
 from frame.cli.common import add_input, check_outputs, make_parser, positive_float, positive_int, run
-from frame.partition import LogZEstimate
-from frame.run.checkpoints import load_model
-from frame.scoring import load_folder, model_image_size
+
+if TYPE_CHECKING:
+    import torch
+
+    from frame.partition import LogZEstimate
 
 PROG = "frame-classify"
 #: a category name: it becomes CSV column names
@@ -88,6 +88,13 @@ def unique(pairs: list[tuple[str, object]], flag: str) -> dict[str, object]:
 
 
 def classify(args: argparse.Namespace) -> None:
+    # after parsing: start-up time (frame.cli)
+    import torch
+
+    from frame.classify import bayes_posterior, check_category_models, log_likelihoods, logits, model_log_z, normalised_priors, top_layer_features
+    from frame.run.checkpoints import load_model
+    from frame.scoring import load_folder, model_image_size
+
     if args.out.is_dir():
         raise IsADirectoryError(f"--out {args.out} is a folder: give the CSV file to write")
     ckpts: dict[str, Path] = unique(args.model, "--model")
