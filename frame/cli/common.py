@@ -31,11 +31,18 @@ import torch
 
 from frame.data.images import is_image_file
 from frame.nets.weights import WeightsUnavailableError
+from frame.outputs import check_folder, check_target, same_file
 
 #: errors in what the user gave: exit status 2
 USER_ERRORS = (OSError, ValueError)
 #: the machine cannot do what was asked: exit status 1
-MACHINE_ERRORS = (WeightsUnavailableError, torch.OutOfMemoryError)
+MACHINE_ERRORS = (WeightsUnavailableError, torch.OutOfMemoryError, MemoryError)
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether `err` says the machine ran out of memory (CUDA, or torch's CPU allocator, which raises a RuntimeError)."""
+    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in str(err) or "not enough memory" in str(err)))
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -125,6 +132,10 @@ def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace],
             command(args)
         except MACHINE_ERRORS as err:
             return fail(parser.prog, err, 1)
+        except RuntimeError as err:
+            if not out_of_memory(err):
+                raise
+            return fail(parser.prog, err, 1)
         except USER_ERRORS as err:
             return fail(parser.prog, err, 2)
         except KeyboardInterrupt:
@@ -134,7 +145,7 @@ def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace],
 
 
 def fail(prog: str, err: BaseException, status: int) -> int:
-    hint = " (lower --batch-size)" if isinstance(err, torch.OutOfMemoryError) else ""
+    hint = " (out of memory: lower --batch-size or --n)" if out_of_memory(err) else ""
     print(f"{prog}: error: {one_line(err)}{hint} (--debug shows the traceback)", file=sys.stderr)
     return status
 
@@ -148,19 +159,27 @@ def one_line(err: BaseException | Warning | str) -> str:
 
 
 def check_outputs(reads: Mapping[str, Iterable[Path]], files: Iterable[Path] = (), folder: Path | None = None) -> None:
-    """Refuses outputs that would write over what the command reads.
+    """Refuses, before any work, outputs that would write over what the command reads or that cannot be written.
 
     ``reads`` maps a flag (``--input``, ``--masks``, ``--ckpt``) to the paths it named;
     ``files`` are the files the command writes, ``folder`` the folder it fills. A file may not
-    be one it reads, nor an image inside a folder it reads; the folder may not be, contain or lie inside a file or folder it reads
-    (its outputs could overwrite them, or be read as inputs by the next run).
+    be one it reads (compared as files, by device and inode: a symbolic or hard link to an input
+    is that input), nor an image inside a folder it reads; the folder may not be, contain or lie
+    inside a file or folder it reads (its outputs could overwrite them, or be read as inputs by
+    the next run). A file whose place holds a folder, or whose folder lies under a file, is
+    refused too (``frame.outputs``).
     """
+    files = list(files)
+    for file in files:
+        check_target(file)
+    if folder is not None:
+        check_folder(folder)
     out = folder.resolve() if folder is not None else None
     for flag, paths in reads.items():
         for path in paths:
             read = path.resolve()
             for file in files:
-                if file.resolve() == read or (read.is_dir() and read in file.resolve().parents and is_image_file(file)):
+                if same_file(file, path) or (read.is_dir() and read in file.resolve().parents and is_image_file(file)):
                     raise ValueError(
                         f"--out {file} would overwrite {flag} {path} or become one of its images: choose another --out"
                     )

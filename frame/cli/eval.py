@@ -40,7 +40,8 @@ from frame.data import EMBEDDED_IMAGES, ImageDataModule, list_images, to_tensor
 from frame.data.images import load_readable
 from frame.eval import NOT_FID, Evaluator, VGGFeatures, format_table
 from frame.eval.report import HIGHER_IS_BETTER, Score
-from frame.runs import data_config, run_of
+from frame.outputs import write_text
+from frame.runs import MAX_IMAGE_SIDE, data_config, run_of
 from frame.synthesis import INITS, draw
 
 PROG = "frame-eval"
@@ -170,6 +171,8 @@ def evaluate(args: argparse.Namespace) -> None:
         raise ValueError("--steps draws fresh samples from a checkpoint: give --ckpt")
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
+    if args.image_size is not None and not 8 <= args.image_size <= MAX_IMAGE_SIDE:
+        raise ValueError(f"--image-size must be between 8 and {MAX_IMAGE_SIDE}, got {args.image_size}")
     out = args.out or default_out(args)
     reads = {"--ckpt": [args.ckpt]} if args.ckpt is not None else {"--samples": args.samples}
     if args.data is not None and Path(args.data).exists():
@@ -206,8 +209,7 @@ def evaluate(args: argparse.Namespace) -> None:
         "seconds": round(seconds, 2),
         "metrics": as_json(results),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text(out, json.dumps(report, indent=2, allow_nan=False) + "\n", reads=[path for paths in reads.values() for path in paths])
     print(f"wrote {out} ({seconds:.1f} s)")
 
 

@@ -36,12 +36,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def score(args: argparse.Namespace) -> None:
-    if args.out.is_dir():
-        raise IsADirectoryError(f"--out {args.out} is a folder: give the CSV file to write")
     check_outputs({"--ckpt": [args.ckpt], "--input": args.input}, files=[args.out])
     model = load_model(args.ckpt, device=args.device)
     results = score_folders(model, args.input, args.batch_size, args.n, args.seed, args.score)
-    out = write_csv(results, args.out, args.score)
+    out = write_csv(results, args.out, args.score, reads=[args.ckpt])
     print(format_table(results, args.score))
     print(f"wrote {out}")
 
