@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from frame.callbacks import DivergenceError, RunInterrupted
-from frame.cli.common import one_line
+from frame.cli.common import one_line, out_of_memory
 from frame.nets.weights import WeightsUnavailableError
 from frame.training import train
 
@@ -37,15 +37,15 @@ log = logging.getLogger(__name__)
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 #: errors in what the user gave (exit status 2) and runs that could not go on (1)
 USER_ERRORS = (ValueError, OSError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
-RUN_ERRORS = (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError)
+RUN_ERRORS = (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError, MemoryError)
 
 
 def task(cfg: DictConfig) -> float | None:
     """Hydra's task: trains, and returns the metric a sweeper minimises."""
     try:
         return train_and_score(cfg)
-    except (*USER_ERRORS, *RUN_ERRORS, RunInterrupted) as err:
-        if debugging():
+    except (*USER_ERRORS, *RUN_ERRORS, RunInterrupted, RuntimeError) as err:
+        if debugging() or (isinstance(err, RuntimeError) and not isinstance(err, RunInterrupted) and not out_of_memory(err)):
             raise
         message, status = report(err)
         print(f"{program()}: error: {message}", file=sys.stderr)
@@ -72,8 +72,8 @@ def report(err: BaseException) -> tuple[str, int]:
         return one_line(err), err.exit_code
     if isinstance(err, InstantiationException) and isinstance(err.__cause__, (*USER_ERRORS, *RUN_ERRORS)):
         err = err.__cause__  # the constructor's own message names the key
-    status = 1 if isinstance(err, RUN_ERRORS) else 2
-    hint = " (lower the batch size or the number of chains)" if isinstance(err, torch.OutOfMemoryError) else ""
+    status = 1 if isinstance(err, RUN_ERRORS) or out_of_memory(err) else 2
+    hint = " (out of memory: lower the batch size or the number of chains)" if out_of_memory(err) else ""
     return f"{one_line(err)}{hint} (--debug shows the traceback)", status
 
 
