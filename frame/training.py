@@ -21,6 +21,7 @@ from frame.callbacks.checkpointing import AtomicCheckpointIO, StopOnSignal, chec
 from frame.callbacks.divergence import DivergenceError, DivergenceGuard
 from frame.input_space import network_space
 from frame.nets.vgg import CHECKPOINT_SOURCE
+from frame.run_folder import claim
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +163,14 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
     (``frame.checkpoint.read_checkpoint``): Lightning only loads one that passed. A `new_run`
     refuses a checkpoint folder that already holds another run's checkpoints.
     """
-    from frame.checkpoint import read_checkpoint  # here: frame.checkpoint imports this module
+    from frame.checkpoint import check_finite, check_random_states, read_checkpoint  # frame.checkpoint imports this module
 
+    if (folder := OmegaConf.select(cfg, "trainer.default_root_dir")) is not None:
+        claim(Path(folder), "paths.output_dir")  # train() called without train.py's Hydra callback
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else None
+    if checkpoint is not None:
+        check_finite(checkpoint, ckpt_path)
+        check_random_states(checkpoint, ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
     prepare_wandb(cfg)
     datamodule = prepare_data(cfg)
