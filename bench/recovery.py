@@ -47,6 +47,7 @@ if str(ROOT) not in sys.path:
 
 from frame.checkpoint import load_model  # noqa: E402
 from frame.data import list_images, load_images, to_tensor  # noqa: E402
+from frame.overrides import path_override  # noqa: E402
 from frame.recovery import BASELINES, LABELS, available_baselines, exemplar_fill, masked_mae  # noqa: E402
 from frame.recovery.inpaint import inpaint, recovery_start, recovery_step_size, recovery_steps  # noqa: E402
 from frame.recovery.masks import STARTS, square_masks  # noqa: E402
@@ -159,7 +160,7 @@ def train_model(args: argparse.Namespace, train_paths: list[Path], out: Path) ->
     batch = args.batch_size or (None if args.experiment else 16)
     overrides = [f"experiment={args.experiment}"] if args.experiment else [f"model={model}", f"data={data}"]
     overrides += [
-        "logger=csv", f"paths.output_dir={out}", f"trainer={'gpu' if args.device.startswith('cuda') else 'cpu'}",
+        "logger=csv", path_override("paths.output_dir", out), f"trainer={'gpu' if args.device.startswith('cuda') else 'cpu'}",
         f"data.image_size={args.image_size}", "data.grayscale=true", "data.embedded=null", f"seed={args.seed}",
     ]
     if steps:
