@@ -72,7 +72,7 @@ def named_images(inputs: list[Path]) -> list[tuple[Path, Path]]:
 
 def read_image(path: Path) -> tuple[Tensor, bool]:
     """``[3, h, w]`` uint8 and whether the image is grey (all channels equal)."""
-    tensor = torch.from_numpy(np.asarray(load_image(path), dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    tensor = torch.from_numpy(np.array(load_image(path), dtype=np.uint8)).permute(2, 0, 1).contiguous()
     grey = bool((tensor[0] == tensor[1]).all() and (tensor[1] == tensor[2]).all())
     return tensor, grey
 
