@@ -35,25 +35,24 @@ def check_target(path: Path, flag: str = "--out") -> None:
     parent that is a file. Creates nothing."""
     if path.is_dir():
         raise IsADirectoryError(f"{flag} {path} is a folder: give the file to write")
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise NotADirectoryError(f"{flag} {path}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise PermissionError(f"{flag} {path}: cannot write in {parent}")
-            return
+    _check_writable_above(path.absolute().parent, path, flag)
 
 
 def check_folder(folder: Path, flag: str = "--out") -> None:
     """Refuses a folder output that cannot be made or written, before any work. Creates nothing."""
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{flag} {folder} is a file, not a folder")
-    for parent in [folder.absolute(), *folder.absolute().parents]:
+    _check_writable_above(folder.absolute(), folder, flag)
+
+
+def _check_writable_above(start: Path, output: Path, flag: str) -> None:
+    """The first existing folder of `start` and its parents must be a folder this process can write in."""
+    for parent in [start, *start.parents]:
         if parent.exists():
             if not parent.is_dir():
-                raise NotADirectoryError(f"{flag} {folder}: {parent} is a file, not a folder")
+                raise NotADirectoryError(f"{flag} {output}: {parent} is a file, not a folder")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise PermissionError(f"{flag} {folder}: cannot write in {parent}")
+                raise PermissionError(f"{flag} {output}: cannot write in {parent}")
             return
 
 

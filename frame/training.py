@@ -191,7 +191,10 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
         cfg.trainer, logger=loggers or False, callbacks=[*callbacks, stop], plugins=plugins(cfg.trainer),
     )
     if ckpt_path is None and (requeued := requeued_checkpoint(trainer)):  # a Slurm job requeued into its folder
-        check_resumable(model, read_checkpoint(requeued), requeued)
+        stored = read_checkpoint(requeued)
+        check_finite(stored, requeued)
+        check_random_states(stored, requeued)
+        check_resumable(model, stored, requeued)
         ckpt_path = requeued  # the one Lightning would pick, now checked
     if new_run:
         check_new_folder(trainer, ckpt_path)
