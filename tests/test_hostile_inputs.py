@@ -296,6 +296,7 @@ def billion_laughs(levels: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 def test_yaml_aliases_in_a_run_folder_are_refused(trained, tmp_path):
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
@@ -309,6 +310,7 @@ def test_yaml_aliases_in_a_run_folder_are_refused(trained, tmp_path):
     assert not (run / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_a_huge_image_size_in_a_run_config_is_refused(trained, tmp_path):
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
@@ -323,6 +325,7 @@ def test_a_huge_image_size_in_a_run_config_is_refused(trained, tmp_path):
     assert peak < PEAK, peak >> 20
 
 
+@pytest.mark.slow
 def test_out_of_memory_on_the_cpu_is_one_line(trained, tmp_path):
     status, err, peak = run_command("frame.cli.sample", "--ckpt", str(trained / "checkpoints" / "last.ckpt"),
                                     "--out", str(tmp_path / "s.png"), "--init", "zeros", "--size", "200000",
