@@ -34,6 +34,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torchvision.utils import save_image
 
+from frame.overrides import path_override
 from frame.progress import progress_bar  # noqa: E402
 from frame.run import build_model
 
@@ -91,7 +92,7 @@ HEADER = ("| texture | method | minutes | d soft | d hard | gap rel | Gram | Gra
 def textures(args) -> None:
     print(HEADER)
     for name in args.names:
-        cfg = config("experiment=frame_gray_textures", f"data.root={args.root / name}", "vgg_source=caffe")
+        cfg = config("experiment=frame_gray_textures", path_override("data.root", args.root / name), "vgg_source=caffe")
         datamodule = hydra.utils.instantiate(cfg.data)
         datamodule.setup("fit")
         model = build_model(cfg.model)
@@ -119,7 +120,7 @@ def julesz(args) -> None:
 
     print(HEADER)
     for name in args.names:
-        cfg = config("experiment=frame_gray_textures", f"data.root={args.root / name}")
+        cfg = config("experiment=frame_gray_textures", path_override("data.root", args.root / name))
         datamodule = hydra.utils.instantiate(cfg.data)
         datamodule.setup("fit")
         if args.stats == "linear":
@@ -173,7 +174,7 @@ def vgg_pursuit(args) -> None:
     from frame.pursuit import ChannelPursuit, free_channels
 
     name = args.names[0]
-    cfg = config("model=stationary", "data=texture", "data.embedded=null", f"data.root={args.root / name}",
+    cfg = config("model=stationary", "data=texture", "data.embedded=null", path_override("data.root", args.root / name),
                  f"data.image_size={args.size}", "data.grayscale=true", "vgg_source=caffe", f"model.optimizer.lr={args.lr}")
 
     def make_model(channels):

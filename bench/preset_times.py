@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from frame.overrides import path_override  # noqa: E402
 from frame.progress import progress_bar  # noqa: E402
 from frame.run import build_model, prepare_data  # noqa: E402
 
@@ -74,8 +75,8 @@ def time_preset(name: str, steps: int | None, data_dir: Path | None) -> tuple[fl
         if data_dir is None:
             return "needs --data"
         path = data_dir / NEEDS_DATA[name]
-        files = sorted(str(p) for p in path.iterdir()) if path.is_dir() and name == "fig7_hybrid_objects" else None
-        overrides.append(f"data.root=[{','.join(files)}]" if files else f"data.root={path}")
+        files = sorted(path.iterdir()) if path.is_dir() and name == "fig7_hybrid_objects" else None
+        overrides.append(path_override("data.root", files or path))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     data = prepare_data(cfg)  # resolves data.grayscale=auto, which the model needs

@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from frame.eval import evaluate  # noqa: E402
+from frame.overrides import path_override  # noqa: E402
 from frame.run import prepare_data, train  # noqa: E402
 from frame.run.checkpoints import load_model  # noqa: E402
 
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     run = Path(args.out) / args.name
-    overrides = [*args.overrides, "logger=csv", f"paths.output_dir={run}", f"trainer.max_steps={args.steps}",
+    overrides = [*args.overrides, "logger=csv", path_override("paths.output_dir", run), f"trainer.max_steps={args.steps}",
                  "callbacks.eval_metrics=null", f"callbacks.model_checkpoint.every_n_train_steps={args.steps}",
                  f"callbacks.sample_grid.every_n_steps={args.steps}"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

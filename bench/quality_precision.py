@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from frame.overrides import path_override  # noqa: E402
 from frame.progress import progress_bar, say  # noqa: E402
 from frame.run import train  # noqa: E402
 
@@ -65,7 +66,7 @@ def one_run(run: str, precision: str, args: argparse.Namespace) -> dict[str, flo
     with tempfile.TemporaryDirectory(prefix=f"quality_{run}_{precision}_") as tmp:
         overrides = [
             *run_overrides(run, args), f"model.sampler.precision={precision}", f"seed={args.seed}",
-            "logger=csv", "callbacks=none", f"paths.output_dir={tmp}", "trainer.enable_progress_bar=false",
+            "logger=csv", "callbacks=none", path_override("paths.output_dir", tmp), "trainer.enable_progress_bar=false",
             "+trainer.enable_model_summary=false", "+trainer.enable_checkpointing=false",
         ]
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

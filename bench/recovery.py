@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from frame.data import list_images, load_images, to_tensor  # noqa: E402
+from frame.overrides import path_override  # noqa: E402
 from frame.progress import progress_bar  # noqa: E402
 from frame.recovery import BASELINES, LABELS, available_baselines, exemplar_fill, masked_mae  # noqa: E402
 from frame.recovery.inpaint import inpaint, recovery_start, recovery_step_size, recovery_steps  # noqa: E402
@@ -160,7 +161,7 @@ def train_model(args: argparse.Namespace, train_paths: list[Path], out: Path) ->
     batch = args.batch_size or (None if args.experiment else 16)
     overrides = [f"experiment={args.experiment}"] if args.experiment else [f"model={model}", f"data={data}"]
     overrides += [
-        "logger=csv", f"paths.output_dir={out}", f"trainer={'gpu' if args.device.startswith('cuda') else 'cpu'}",
+        "logger=csv", path_override("paths.output_dir", out), f"trainer={'gpu' if args.device.startswith('cuda') else 'cpu'}",
         f"data.image_size={args.image_size}", "data.grayscale=true", "data.embedded=null", f"seed={args.seed}",
     ]
     if steps:

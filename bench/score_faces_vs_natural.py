@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from frame.data.images import list_images  # noqa: E402
+from frame.overrides import path_override  # noqa: E402
 from frame.progress import progress_bar  # noqa: E402
 from frame.run import train  # noqa: E402
 from frame.run.checkpoints import load_model  # noqa: E402
@@ -103,8 +104,8 @@ def main(argv=None) -> dict[str, float]:
     if ckpt is None:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose("train", overrides=[
-                "experiment=scratch_faces", f"data.root={train_dir}", "logger=csv",
-                f"paths.output_dir={out / 'run'}", f"seed={args.seed}", *args.overrides,
+                "experiment=scratch_faces", path_override("data.root", train_dir), "logger=csv",
+                path_override("paths.output_dir", out / "run"), f"seed={args.seed}", *args.overrides,
             ])
         start = time.time()
         train(cfg)

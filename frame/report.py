@@ -37,9 +37,11 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from frame.eval.report import HIGHER_IS_BETTER, OBJECT_METRICS, TEXTURE_METRICS
+from frame.outputs import write_text
 from frame.runs import config_text, overrides, read_metrics, step_images
 
 Series = dict[str, list[tuple[int, float]]]
@@ -68,6 +70,8 @@ th:first-child, td:first-child { text-align: left; } tr { border-bottom: 1px sol
 
 def png_bytes(figure: Figure) -> bytes:
     buffer = io.BytesIO()
+    for text in figure.findobj(Text):  # metric names are shown as written: a "$" is not mathtext
+        text.set_parse_math(False)
     FigureCanvasAgg(figure)
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     return buffer.getvalue()
@@ -414,6 +418,4 @@ def build_report(runs: Sequence[Path], max_images: int = 8) -> str:
 def write_report(runs: Sequence[Path], out: Path, max_images: int = 8) -> Path:
     """Writes :func:`build_report` to ``out`` (its folder created) and returns ``out``."""
     page = build_report(runs, max_images)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    return out
+    return write_text(out, page, reads=list(runs))

@@ -9,7 +9,10 @@
     <run>/checkpoints/last.ckpt   weights and chains
 
 A run folder may come from another machine: its config is read as plain YAML (never through
-Hydra, never instantiated), and only plain values are taken from it.
+Hydra, never instantiated; no aliases, which let a few hundred bytes expand into gigabytes),
+and only plain values are taken from it, an image size no larger than :data:`MAX_IMAGE_SIDE`.
+Only files that resolve inside the run folder are read from it (a link to a file elsewhere is
+passed over), and only real PNG files are offered as its images.
 """
 
 from __future__ import annotations
@@ -26,6 +29,28 @@ CONFIG = Path(".hydra") / "config.yaml"
 #: the data keys an evaluation rebuilds the training images from
 DATA_KEYS = ("root", "embedded", "image_size", "grayscale", "on_bad_image")
 _STEP_FILE = re.compile(r"step_(\d+)\.png$")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: the largest data.image_size an evaluation rebuilds the training images at
+MAX_IMAGE_SIDE = 2048
+
+
+class PlainLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases (``*name``): with them a tiny file can expand
+    into a structure of billions of nodes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed here", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def inside(path: Path, run: Path) -> bool:
+    """Whether `path` is a regular file that resolves inside the folder `run` (a link to a file elsewhere is not)."""
+    try:
+        return path.is_file() and run.resolve() in path.resolve().parents
+    except (OSError, RuntimeError):  # a link loop
+        return False
 
 
 def run_of(checkpoint: Path) -> Path | None:
@@ -40,9 +65,9 @@ def is_run(path: Path) -> bool:
 
 
 def read_yaml(path: Path) -> Any:
-    """Plain YAML (``yaml.safe_load``: no tags, no objects); a ValueError naming the file."""
+    """Plain YAML (safe: no tags, no objects; no aliases); a ValueError naming the file."""
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=PlainLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not readable YAML ({' '.join(str(err).split())})") from None
 
@@ -50,7 +75,7 @@ def read_yaml(path: Path) -> Any:
 def config_text(run: Path) -> str | None:
     """The run's composed config as written (None without one)."""
     path = run / CONFIG
-    return path.read_text() if path.is_file() else None
+    return path.read_text() if inside(path, run) else None
 
 
 def overrides(run: Path) -> list[str]:
@@ -82,6 +107,11 @@ def data_config(run: Path) -> dict[str, Any]:
         ):
             raise ValueError(f"{path}: data.{key} is not a plain value ({value!r}); give --data")
         found[key] = value
+    sides = found.get("image_size")
+    if sides is not None and any(not isinstance(side, int) or isinstance(side, bool) or side > MAX_IMAGE_SIDE
+                                 for side in (sides if isinstance(sides, list) else [sides])):
+        raise ValueError(f"{path}: data.image_size={sides!r} is larger than frame evaluates at ({MAX_IMAGE_SIDE}); "
+                         "give --image-size")
     if "root" in found:
         found["root"] = _resolve_roots(found["root"], _started_in(run))
     return found
@@ -146,10 +176,16 @@ def read_metrics(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def step_images(run: Path, folder: str) -> list[tuple[int, Path]]:
-    """``[(step, path)]`` of ``<run>/<folder>/step_*.png``, by step."""
+    """``[(step, path)]`` of ``<run>/<folder>/step_*.png``, by step: only PNG files (by their
+    signature) that resolve inside `run`."""
     found = []
     for path in (run / folder).glob("step_*.png"):
         match = _STEP_FILE.search(path.name)
-        if match:
+        if match and inside(path, run) and is_png(path):
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def is_png(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE

@@ -18,6 +18,7 @@ use this module.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 
 from frame.choices import SCORES
 from frame.data.images import list_images, load_readable, to_tensor
+from frame.outputs import check_finite, write_file
 
 if TYPE_CHECKING:
     from frame.models.base import FrameModel
@@ -109,16 +111,18 @@ def summary(scores: torch.Tensor) -> tuple[float, float]:
     return float(scores.mean()), float(scores.std(unbiased=False)) if len(scores) > 1 else 0.0
 
 
-def write_csv(results: Results, out: str | Path, score: str = "f") -> Path:
-    """One row ``input,path,<score>`` per image."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["input", "path", score])
-        for folder, (paths, scores) in results.items():
-            writer.writerows([folder, p, f"{s:.9g}"] for p, s in zip(paths, scores.tolist()))
-    return out
+def write_csv(results: Results, out: str | Path, score: str = "f", reads: Sequence[Path] = ()) -> Path:
+    """One row ``input,path,<score>`` per image, written through ``frame.outputs`` (never over `reads`,
+    never through a link); refused when a score is not finite."""
+    for folder, (_, scores) in results.items():
+        check_finite(scores, f"the scores of {folder}")
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["input", "path", score])
+    for folder, (paths, scores) in results.items():
+        writer.writerows([folder, p, f"{s:.9g}"] for p, s in zip(paths, scores.tolist()))
+    scored = [Path(p) for paths, _ in results.values() for p in paths]
+    return write_file(Path(out), lambda tmp: tmp.write_text(text.getvalue(), newline=""), [*reads, *scored])
 
 
 def format_table(results: Results, score: str = "f") -> str:

@@ -100,6 +100,8 @@ class DetectorMaps(EveryNSteps):
         tiles += detector_rows(pl_module.to_images(chains).cpu(), self.maps(pl_module, chains).cpu(), self.max_filters)
         n_filters = len(tiles) // (len(observed) + len(chains)) - 1
         grid = make_grid(torch.stack(tiles), nrow=n_filters + 1, padding=2, pad_value=0.5)
-        folder = Path(self.dirpath or Path(trainer.default_root_dir) / "detectors")
         caption = f"rows: {len(observed)} observed, then {len(chains)} synthesized; columns: image, delta_j (eq. 22), step {step}"
-        publish_grid(trainer, grid, folder, "detectors", caption)
+        publish_grid(trainer, grid, self.folder(trainer)[0], "detectors", caption)
+
+    def folder(self, trainer: pl.Trainer) -> tuple[Path, str]:
+        return Path(self.dirpath or Path(trainer.default_root_dir) / "detectors"), "callbacks.detector_maps.dirpath"

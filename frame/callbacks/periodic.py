@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from torch import Tensor
+
+from frame.outputs import check_folder
 
 
 class EveryNSteps(pl.Callback):
@@ -29,6 +32,15 @@ class EveryNSteps(pl.Callback):
 
     def run(self, trainer: pl.Trainer, pl_module: Any) -> None:
         raise NotImplementedError
+
+    def folder(self, trainer: pl.Trainer) -> tuple[Path, str] | None:
+        """The folder the callback writes to and its config key (None: it writes no file)."""
+        return None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        """A folder that cannot be written fails here, before the first step (nothing is created)."""
+        if trainer.is_global_zero and (found := self.folder(trainer)) is not None:
+            check_folder(*found)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Tensor, batch_idx: int) -> None:
         self.last_batch = batch

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from frame.callbacks.periodic import EveryNSteps
 from frame.grids import make_grid, save_grid, to_uint8
+from frame.outputs import write_file
 
 
 def square_nrow(n: int) -> int:
@@ -38,9 +39,7 @@ def publish_grid(trainer: pl.Trainer, grid: Tensor, folder: Path, key: str, capt
     W&B gets uint8 0-255 pixels: a [0, 1] float grid handed to ``log_image`` arrives as a black image.
     """
     step = trainer.global_step
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step_{step:06d}.png"
-    save_grid(grid, path)
+    path = write_file(folder / f"step_{step:06d}.png", lambda tmp: save_grid(grid, tmp))
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[to_uint8(grid)], step=step, caption=[caption])
@@ -69,5 +68,7 @@ class SampleGrid(EveryNSteps):
         observed = self.last_batch[: self.max_images].detach().float().cpu().clamp(0, 1)
         chains = pl_module.to_images(pl_module.buffer.chains[: self.max_images]).cpu()
         grid = side_by_side(observed, chains)
-        folder = Path(self.dirpath or Path(trainer.default_root_dir) / "samples")
-        publish_grid(trainer, grid, folder, "samples", f"observed | synthesized, step {step}")
+        publish_grid(trainer, grid, self.folder(trainer)[0], "samples", f"observed | synthesized, step {step}")
+
+    def folder(self, trainer: pl.Trainer) -> tuple[Path, str]:
+        return Path(self.dirpath or Path(trainer.default_root_dir) / "samples"), "callbacks.sample_grid.dirpath"

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from frame.outputs import check_folder, check_target, same_file
+
 #: errors in what the user gave: exit status 2
 USER_ERRORS = (OSError, ValueError)
 #: what ``--device`` accepts (whether a CUDA device exists is checked after parsing)
@@ -40,7 +42,13 @@ def machine_errors() -> tuple[type[BaseException], ...]:
 
     from frame.nets.weights import WeightsUnavailableError
 
-    return (WeightsUnavailableError, torch.OutOfMemoryError, ImportError)
+    return (WeightsUnavailableError, torch.OutOfMemoryError, MemoryError, ImportError)
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether `err` says the machine ran out of memory (CUDA, or torch's CPU allocator, which raises a RuntimeError)."""
+    return type(err).__name__ == "OutOfMemoryError" or isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in str(err) or "not enough memory" in str(err)))
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -145,6 +153,10 @@ def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace],
             command(args)
         except machine as err:
             return fail(parser.prog, err, 1)
+        except RuntimeError as err:
+            if not out_of_memory(err):
+                raise
+            return fail(parser.prog, err, 1)
         except USER_ERRORS as err:
             return fail(parser.prog, err, 2)
         except KeyboardInterrupt:
@@ -154,7 +166,7 @@ def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace],
 
 
 def fail(prog: str, err: BaseException, status: int) -> int:
-    hint = " (lower --batch-size)" if type(err).__name__ == "OutOfMemoryError" else ""
+    hint = " (out of memory: lower --batch-size or --n)" if out_of_memory(err) else ""
     print(f"{prog}: error: {one_line(err)}{hint} (--debug shows the traceback)", file=sys.stderr)
     return status
 
@@ -168,21 +180,29 @@ def one_line(err: BaseException | Warning | str) -> str:
 
 
 def check_outputs(reads: Mapping[str, Iterable[Path]], files: Iterable[Path] = (), folder: Path | None = None) -> None:
-    """Refuses outputs that would write over what the command reads.
+    """Refuses, before any work, outputs that would write over what the command reads or that cannot be written.
 
     ``reads`` maps a flag (``--input``, ``--masks``, ``--ckpt``) to the paths it named;
     ``files`` are the files the command writes, ``folder`` the folder it fills. A file may not
-    be one it reads, nor an image inside a folder it reads; the folder may not be, contain or lie inside a file or folder it reads
-    (its outputs could overwrite them, or be read as inputs by the next run).
+    be one it reads (compared as files, by device and inode: a symbolic or hard link to an input
+    is that input), nor an image inside a folder it reads; the folder may not be, contain or lie
+    inside a file or folder it reads (its outputs could overwrite them, or be read as inputs by
+    the next run). A file whose place holds a folder, or whose folder lies under a file, is
+    refused too (``frame.outputs``).
     """
     from frame.data.images import is_image_file
 
+    files = list(files)
+    for file in files:
+        check_target(file)
+    if folder is not None:
+        check_folder(folder)
     out = folder.resolve() if folder is not None else None
     for flag, paths in reads.items():
         for path in paths:
             read = path.resolve()
             for file in files:
-                if file.resolve() == read or (read.is_dir() and read in file.resolve().parents and is_image_file(file)):
+                if same_file(file, path) or (read.is_dir() and read in file.resolve().parents and is_image_file(file)):
                     raise ValueError(
                         f"--out {file} would overwrite {flag} {path} or become one of its images: choose another --out"
                     )

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 from frame.choices import EMBEDDED_IMAGES, INITS
 from frame.cli.common import check_outputs, make_parser, positive_int, run
+from frame.outputs import write_text
+from frame.runs import MAX_IMAGE_SIDE
 
 if TYPE_CHECKING:
     import torch
@@ -191,6 +193,8 @@ def evaluate(args: argparse.Namespace) -> None:
         raise ValueError("--steps draws fresh samples from a checkpoint: give --ckpt")
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
+    if args.image_size is not None and not 8 <= args.image_size <= MAX_IMAGE_SIDE:
+        raise ValueError(f"--image-size must be between 8 and {MAX_IMAGE_SIDE}, got {args.image_size}")
     out = args.out or default_out(args)
     reads = {"--ckpt": [args.ckpt]} if args.ckpt is not None else {"--samples": args.samples}
     if args.data is not None and Path(args.data).exists():
@@ -227,8 +231,7 @@ def evaluate(args: argparse.Namespace) -> None:
         "seconds": round(seconds, 2),
         "metrics": as_json(results),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_text(out, json.dumps(report, indent=2, allow_nan=False) + "\n", reads=[path for paths in reads.values() for path in paths])
     print(f"wrote {out} ({seconds:.1f} s)")
 
 

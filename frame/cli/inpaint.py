@@ -15,7 +15,8 @@ Writes, in --out (which must lie outside every --input and --masks):
   masks/<name>.png  with --mask-size, the masks drawn, so that --masks <out>/masks repeats
                     the run;
   grid.png          one row per image: original | masked (holes white) | recovered.
-Every image and mask is read and checked before the sampling starts.
+Every image and mask is read and checked before the sampling starts (then only the masks are
+held, as bits: each image is read again when its turn comes).
 A model trained with ``model.buffer.start: exemplars`` starts each hole from the nearest of
 its training images, which the checkpoint does not hold: give them with --bank.
 """
@@ -30,8 +31,10 @@ from typing import TYPE_CHECKING
 
 from frame.choices import STARTS
 from frame.cli.common import add_ckpt, add_input, check_outputs, make_parser, positive_float, positive_int, run
+from frame.outputs import check_finite, write_file
 
 if TYPE_CHECKING:
+    import numpy as np
     from torch import Tensor
 
 PROG = "frame-inpaint"
@@ -66,14 +69,13 @@ def named_images(inputs: list[Path]) -> list[tuple[Path, Path]]:
 
 
 def read_image(path: Path) -> tuple[Tensor, bool]:
-    """``[3, h, w]`` float in [0, 1] and whether the image is grey (all channels equal)."""
+    """``[3, h, w]`` uint8 and whether the image is grey (all channels equal)."""
     import numpy as np
     import torch
 
     from frame.data import load_image
 
-    array = np.asarray(load_image(path), dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    tensor = torch.from_numpy(np.array(load_image(path), dtype=np.uint8)).permute(2, 0, 1).contiguous()
     grey = bool((tensor[0] == tensor[1]).all() and (tensor[1] == tensor[2]).all())
     return tensor, grey
 
@@ -88,8 +90,13 @@ def read_mask(path: Path, size: tuple[int, int], image: Path) -> Tensor:
         raise MaskError(f"no mask for image {image}: expected {path}")
     try:
         with Image.open(path) as handle:
+            if handle.size != (size[1], size[0]):
+                raise MaskError(f"mask {path} is {handle.size[0]}x{handle.size[1]} (WxH) but image {image} is "
+                                f"{size[1]}x{size[0]}: a mask must have its image's size")
             handle.load()
             grey = np.asarray(handle.convert("L"), dtype=np.uint8)
+    except MaskError:
+        raise
     except Exception as err:
         raise MaskError(f"cannot read mask {path}: {type(err).__name__}: {err}") from err
     if grey.shape != tuple(size):
@@ -106,13 +113,15 @@ def read_mask(path: Path, size: tuple[int, int], image: Path) -> Tensor:
     return torch.from_numpy(grey >= 128)[None]
 
 
-def write_image(image: Tensor, path: Path, grey: bool) -> None:
-    import numpy as np
+def write_image(image: Tensor, path: Path, grey: bool, reads: list[Path]) -> None:
+    import torch
     from PIL import Image
 
-    array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array[..., 0] if grey else array, mode="L" if grey else "RGB").save(path)
+    check_finite(image, f"the recovered image for {path}")
+    array = image.clamp(0, 1).mul_(255.0).add_(0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array[..., 0] if grey else array, mode="L" if grey else "RGB")
+    write_file(path, lambda tmp: picture.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG")),
+               reads)
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -138,8 +147,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_items(args: argparse.Namespace) -> list[tuple[Path, Path, Tensor, bool, Tensor]]:
-    """(image, name, pixels, grey, missing) for every image, every file read and checked."""
+def read_items(args: argparse.Namespace) -> list[tuple[Path, Path, bool, np.ndarray]]:
+    """(image, name, grey, missing) for every image, every file read and checked.
+
+    The pixels are not held (they are read again, one image at a time, when it is recovered):
+    what stays in memory per image is its mask, as packed bits (``np.packbits``).
+    """
+    import numpy as np
     import torch
 
     from frame.recovery.masks import square_masks
@@ -151,6 +165,7 @@ def read_items(args: argparse.Namespace) -> list[tuple[Path, Path, Tensor, bool,
     for path, name in named_images(args.input):
         image, grey = read_image(path)
         size = tuple(image.shape[-2:])
+        del image
         if args.masks is not None:
             missing = read_mask(args.masks / name.with_suffix(".png"), size, path)
         else:
@@ -158,8 +173,16 @@ def read_items(args: argparse.Namespace) -> list[tuple[Path, Path, Tensor, bool,
                 missing = square_masks(1, size, args.mask_size, generator=generator)[0]
             except ValueError as err:
                 raise ValueError(f"--mask-size {args.mask_size} does not fit image {path}: {err}") from None
-        items.append((path, name, image, grey, missing))
+        items.append((path, name, grey, np.packbits(missing.numpy(), axis=-1)))
     return items
+
+
+def unpacked(bits: np.ndarray, width: int) -> Tensor:
+    """A mask packed by :func:`read_items` as ``[1, h, w]`` bool."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.unpackbits(bits, axis=-1, count=width).astype(bool))
 
 
 def inpaint(args: argparse.Namespace) -> None:
@@ -184,24 +207,30 @@ def inpaint(args: argparse.Namespace) -> None:
     bank = to_tensor(load_images(list_images(args.bank)), model_size(model)) if args.bank and start == "exemplars" else None
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     rows = []
-    for path, name, image, grey, missing in progress_bar(items, "recovering", unit="image"):
+    inputs = [args.ckpt, *(path for path, *_ in items)]
+    for path, name, grey, bits in progress_bar(items, "recovering", unit="image"):
+        pixels, _ = read_image(path)
+        image = pixels.float().div_(255)
+        del pixels
+        missing = unpacked(bits, image.shape[-1])
+        if missing.shape[-2:] != image.shape[-2:]:
+            raise ValueError(f"{path} changed size since it was read: run again")
         recovered, canvas = inpaint_image(
             model, image, missing, grayscale=args.grayscale or grey, n_steps=args.steps,
             n_chains=args.n_chains, noise=False if args.no_noise else None, generator=generator, start=args.start,
             step_size=args.step_size, bank=bank,
         )
         target = args.out / "images" / name
-        write_image(recovered, target, grey)
+        write_image(recovered, target, grey, inputs)
         if args.masks is None:
             mask_file = args.out / "masks" / name.with_suffix(".png")
-            mask_file.parent.mkdir(parents=True, exist_ok=True)
-            save_grid(missing.float(), mask_file)
+            write_file(mask_file, lambda tmp: save_grid(missing.float(), tmp), inputs)
         if len(rows) < 3 * args.grid_max:
             small = resize(image[None], model_size(model))[0].clamp(0, 1)
             holes = resize_mask(missing[None], model_size(model))[0]
             rows += [small, torch.where(holes, torch.ones_like(small), small), canvas]
         say(f"{path} -> {target}")
-    save_grid(torch.stack(rows), args.out / "grid.png", nrow=3, padding=2, pad_value=1.0)
+    write_file(args.out / "grid.png", lambda tmp: save_grid(torch.stack(rows), tmp, nrow=3, padding=2, pad_value=1.0), inputs)
     print(f"wrote {len(items)} recovered images and {args.out / 'grid.png'}")
 
 

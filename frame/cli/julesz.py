@@ -69,6 +69,7 @@ def julesz(args: argparse.Namespace) -> None:
     from frame.data.images import list_images, load_images, to_tensor
     from frame.grids import save_grid
     from frame.julesz import JuleszSampler
+    from frame.outputs import check_finite, write_file
 
     if args.out.suffix.lower() != ".png":
         raise ValueError(f"--out {args.out}: the samples are written as one PNG; give a path ending in .png")
@@ -80,7 +81,7 @@ def julesz(args: argparse.Namespace) -> None:
     observed = energy.input_space.to_input(images)
     energy.fit(observed)
     size = args.size or args.image_size
-    energy.extractor.check_image_size(size, "--size")
+    energy.extractor.check_image_size(size, "--size" if args.size else "--image-size")
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     start = time.perf_counter()
     chains = sampler.sample(energy, observed, n=args.n, size=size, generator=generator)
@@ -88,11 +89,12 @@ def julesz(args: argparse.Namespace) -> None:
     gap = sampler.gap(energy, chains, sampler.observed_statistics(energy, observed))
     samples = energy.input_space.to_images(chains).clamp(0, 1).cpu()
     grid = [images[:1].cpu().expand(-1, 3, -1, -1), samples]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    check_finite(samples, "the samples")
     if images.shape[-1] == size:
-        save_grid(torch.cat(grid), args.out, nrow=args.n + 1)
+        picture, nrow = torch.cat(grid), args.n + 1
     else:  # samples of another side: the observed texture is not in the grid
-        save_grid(samples, args.out, nrow=args.n)
+        picture, nrow = samples, args.n
+    write_file(args.out, lambda tmp: save_grid(picture, tmp, nrow=nrow), list_images(args.input))
     print(f"gap {gap:.4f} (||H - H_obs|| / ||H_obs||, {args.stats} statistics, {args.n} sample(s) of {size} px, "
           f"{minutes:.1f} min)")
     print(f"wrote {args.out}")

@@ -46,10 +46,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def config(args: argparse.Namespace):
+    """The composed config; ``data.root`` stays empty: the --input paths never pass through
+    Hydra's override grammar nor OmegaConf (a comma, quote or ``${...}`` in a file name is a
+    file name), they go to the data module as arguments)."""
     from hydra import compose, initialize_config_dir  # here and below: after parsing, for start-up time (frame.cli)
 
     overrides = [
-        "model=linear_stationary", "data=texture", "data.embedded=null", f"data.root=[{','.join(map(str, args.input))}]",
+        "model=linear_stationary", "data=texture", "data.embedded=null", "data.root=null",
         f"data.image_size={args.size}", "data.grayscale=true", *args.overrides,
     ]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -66,6 +69,7 @@ def pursue(args: argparse.Namespace) -> None:
 
     from frame.grids import save_grid
     from frame.nets.filter_bank import kernel_grid
+    from frame.outputs import check_finite, write_file
     from frame.progress import say
     from frame.pursuit import FilterPursuit
     from frame.run import build_model
@@ -84,11 +88,11 @@ def pursue(args: argparse.Namespace) -> None:
             model_cfg.energy.extractor.filters = None if filters is None else list(filters)
         return build_model(model_cfg)
 
-    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule = hydra.utils.instantiate(cfg.data, _partial_=True)(root=[str(path) for path in args.input])
     datamodule.setup("fit")  # a missing or unreadable texture fails here, before anything is written
     args.out.mkdir(parents=True, exist_ok=True)
     bank = make_model(None).energy.extractor
-    save_grid(kernel_grid(bank), args.out / "bank.png", nrow=2 * cfg.model.energy.extractor.orientations, padding=1)
+    write_file(args.out / "bank.png", lambda tmp: save_grid(kernel_grid(bank), tmp, nrow=2 * cfg.model.energy.extractor.orientations, padding=1))
     print(f"wrote {args.out / 'bank.png'} ({len(bank.names)} filters)")
     if args.filters == 0:
         return
@@ -102,12 +106,13 @@ def pursue(args: argparse.Namespace) -> None:
     def report(i, step):
         say(f"{i:>4}  {step.filter:<20} {step.gap_picked:>10.4f} {step.unused_mean:>11.4f} {step.unused_max:>10.4f} "
             f"{step.used_mean:>9.4f} {step.minutes:>7.2f}")
-        save_grid(torch.cat([observed, step.samples[:1]]), args.out / f"step_{i:02d}.png")
+        check_finite(step.samples[:1], f"the samples after filter {i}")
+        write_file(args.out / f"step_{i:02d}.png", lambda tmp: save_grid(torch.cat([observed, step.samples[:1]]), tmp))
 
     steps = pursuit.run(args.filters, report)
-    save_grid(torch.cat([s.samples[:1] for s in steps]), args.out / "pursuit.png", nrow=len(steps))
+    write_file(args.out / "pursuit.png", lambda tmp: save_grid(torch.cat([s.samples[:1] for s in steps]), tmp, nrow=len(steps)))
     chosen = make_model([s.filter for s in steps]).energy.extractor
-    save_grid(kernel_grid(chosen), args.out / "chosen.png", nrow=len(steps), padding=1)
+    write_file(args.out / "chosen.png", lambda tmp: save_grid(kernel_grid(chosen), tmp, nrow=len(steps), padding=1))
     print(f"wrote {args.out}/pursuit.png, chosen.png, step_01..{len(steps):02d}.png")
 
 

@@ -39,6 +39,7 @@ def sample(args: argparse.Namespace) -> None:
     import torch  # after parsing: start-up time (frame.cli)
 
     from frame.grids import save_grid
+    from frame.outputs import check_finite, write_file
     from frame.run.checkpoints import load_model
     from frame.synthesis import draw
 
@@ -51,10 +52,11 @@ def sample(args: argparse.Namespace) -> None:
     model = load_model(args.ckpt, device=args.device)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     chains = draw(model, args.n, args.init, args.steps, args.size, args.batch_size, generator, progress=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_grid(model.to_images(chains).cpu(), args.out, nrow=max(1, round(args.n**0.5)))
+    check_finite(chains, "the sampled chains")
+    images = model.to_images(chains).cpu()
+    write_file(args.out, lambda tmp: save_grid(images, tmp, nrow=max(1, round(args.n**0.5))), [args.ckpt])
     if args.save_chains:
-        torch.save(chains.cpu(), files[1])
+        write_file(files[1], lambda tmp: torch.save(chains.cpu(), tmp), [args.ckpt])
     steps = model.sampler.n_steps if args.steps is None else args.steps
     print(f"wrote {args.out} ({args.n} images, {steps} Langevin steps from {args.init})")
 

@@ -38,12 +38,10 @@ def score(args: argparse.Namespace) -> None:
     from frame.run.checkpoints import load_model  # after parsing: start-up time (frame.cli)
     from frame.scoring import format_table, score_folders, write_csv
 
-    if args.out.is_dir():
-        raise IsADirectoryError(f"--out {args.out} is a folder: give the CSV file to write")
     check_outputs({"--ckpt": [args.ckpt], "--input": args.input}, files=[args.out])
     model = load_model(args.ckpt, device=args.device)
     results = score_folders(model, args.input, args.batch_size, args.n, args.seed, args.score)
-    out = write_csv(results, args.out, args.score)
+    out = write_csv(results, args.out, args.score, reads=[args.ckpt])
     print(format_table(results, args.score))
     print(f"wrote {out}")
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from frame.cli.common import one_line
+from frame.cli.common import one_line, out_of_memory
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -45,7 +45,7 @@ def errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException]
     from frame.run import DivergenceError
 
     user = (ValueError, OSError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
-    return user, (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError)
+    return user, (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError, MemoryError)
 
 
 def task(cfg: DictConfig) -> float | None:
@@ -55,8 +55,8 @@ def task(cfg: DictConfig) -> float | None:
     user_errors, run_errors = errors()
     try:
         return train_and_score(cfg)
-    except (*user_errors, *run_errors, RunInterrupted) as err:
-        if debugging():
+    except (*user_errors, *run_errors, RunInterrupted, RuntimeError) as err:
+        if debugging() or (isinstance(err, RuntimeError) and not isinstance(err, RunInterrupted) and not out_of_memory(err)):
             raise
         message, status = report(err)
         print(f"{program()}: error: {message}", file=sys.stderr)
@@ -90,8 +90,8 @@ def report(err: BaseException) -> tuple[str, int]:
     user_errors, run_errors = errors()
     if isinstance(err, InstantiationException) and isinstance(err.__cause__, (*user_errors, *run_errors)):
         err = err.__cause__  # the constructor's own message names the key
-    status = 1 if isinstance(err, run_errors) else 2
-    hint = " (lower the batch size or the number of chains)" if type(err).__name__ == "OutOfMemoryError" else ""
+    status = 1 if isinstance(err, run_errors) or out_of_memory(err) else 2
+    hint = " (out of memory: lower the batch size or the number of chains)" if out_of_memory(err) else ""
     return f"{one_line(err)}{hint} (--debug shows the traceback)", status
 
 

@@ -18,6 +18,9 @@ Decisions worth knowing:
 * 16-bit images (``I;16*`` and Pillow's ``I`` mode, which is how 16-bit PNG/PGM load) are
   scaled by ``255 / 65535``; 32-bit integer data outside ``[0, 65535]`` and float (``F``)
   data outside ``[0, 1]`` are min-max stretched to ``[0, 255]``.
+* An image of more than :data:`MAX_PIXELS` pixels is refused before it is decoded (a small
+  compressed file can hold a huge image; Pillow's own bomb limit lies far above what fits in
+  memory as the tensors built from it).
 * Only the first frame of multi-frame files (animated GIF, multi-page TIFF) is used, and
   the EXIF orientation of photos is applied.
 """
@@ -64,6 +67,9 @@ ON_BAD_IMAGE: tuple[str, ...] = ("fail", "skip")
 OnBadImage = Literal["fail", "skip"]
 PathLike = str | os.PathLike
 ImageRoot = PathLike | Sequence[PathLike]
+
+MAX_PIXELS = 50_000_000
+"""The most pixels of an image frame decodes (a 50-MP photo: 150 MB as 8-bit RGB)."""
 
 _SIXTEEN_BIT_MAX = 65535
 _HIGH_BIT_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
@@ -205,7 +211,14 @@ def load_image(path: PathLike) -> Image.Image:
     """
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # Pillow's bomb warning: the budget below is stricter
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageDataError(f"{width}x{height} pixels is more than frame reads ({MAX_PIXELS // 1_000_000} MP): "
+                                     "reduce the image first")
             image.load()  # force decoding now so truncation errors surface here
             return to_rgb(ImageOps.exif_transpose(image))
     except ImageDataError as err:

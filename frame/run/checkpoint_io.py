@@ -37,7 +37,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Torch checkpoints written atomically (temporary file in the same folder, then rename).
 
     A writer killed mid-write (SIGKILL, power loss) leaves its temporary file behind, never a
-    broken checkpoint; the next save of the same checkpoint removes such leftovers.
+    broken checkpoint; the next save of the same checkpoint removes such leftovers, but never
+    the temporary file of another process still running (its name holds the writer's pid).
+    ``os.replace`` replaces a link at the checkpoint's name; it never writes through it.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
@@ -48,8 +50,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
-                stale.unlink(missing_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                if not writer_alive(stale, path.name):
+                    stale.unlink(missing_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as handle:
                 torch.save(checkpoint, handle)
                 handle.flush()
@@ -70,6 +73,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):  # a remote store: Lightning's own reader
             return super().load_checkpoint(path, weights_only=True)
         return read_checkpoint(path)
+
+
+def writer_alive(tmp: Path, name: str) -> bool:
+    """Whether the temporary file `tmp` (``.<name>.<pid>.<random>.tmp``) belongs to another process
+    still running: a run sharing the folder is writing it, and it is not ours to remove."""
+    pid = tmp.name[len(name) + 2:].split(".")[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user
+        return True
+    return True
 
 
 def check_writable(folder: Path) -> None:

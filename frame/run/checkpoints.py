@@ -10,20 +10,34 @@ its state dict, so loading never touches a weight source, a cache or the network
 For a run: the checks before resuming (``check_resumable``), the folder policy
 (``check_new_folder``: a new run never writes among another run's checkpoints) and Slurm's
 requeue (``requeued_checkpoint``).
+
+Sizes are checked before memory is taken: the file must be a zip archive (what ``torch.save``
+writes) of uncompressed records no larger than the file itself, so that loading it takes no
+more memory than its size; the model its config describes is first built on the meta device
+(no memory) and its tensors' shapes compared with the stored ones, so that a config asking
+for more chains or larger images than the file holds is refused before anything is allocated.
+The config's values are checked by the constructors of what it builds (on the meta device), every
+floating tensor must be finite and the random generators' states must be ones torch accepts:
+otherwise one error names the key or the tensor.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from frame.models.base import FrameModel
 from frame.run.build import build_model, recovery_as_buffer, self_contained
@@ -109,6 +123,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
+    check_archive(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a checkpoint, or a pickle of objects
@@ -131,6 +146,106 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def check_archive(path: Path) -> None:
+    """Refuses a file that is not a zip archive of uncompressed records, each within the file's size.
+
+    ``torch.save`` stores every record uncompressed; a compressed record (a checkpoint re-zipped
+    with deflate) could unpack to far more memory than the file takes on disk.
+    """
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is not a torch checkpoint (a zip archive); it is damaged or was not "
+            "written by frame's train.py: use the checkpoints/last.ckpt of a train.py run"
+        ) from None
+    for record in records:
+        if record.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"{path}: refused: its record {record.filename} is compressed (torch.save stores "
+                                  "records uncompressed; a compressed one could unpack to any size)")
+        if record.file_size != record.compress_size or record.file_size > size:
+            raise CheckpointError(f"{path}: refused: its record {record.filename} claims {record.file_size} bytes "
+                                  f"in a file of {size}")
+
+
+def tensors(value: Any, key: str) -> list[tuple[str, torch.Tensor]]:
+    """Every tensor inside `value` (nested dicts and lists), with the key that reaches it."""
+    if isinstance(value, torch.Tensor):
+        return [(key, value)]
+    if isinstance(value, dict):
+        return [found for name, item in value.items() for found in tensors(item, f"{key}.{name}" if key else str(name))]
+    if isinstance(value, (list, tuple)):
+        return [found for i, item in enumerate(value) for found in tensors(item, f"{key}[{i}]")]
+    return []
+
+
+def check_finite(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Refuses a checkpoint whose weights or chains hold NaN or infinity, naming the tensor."""
+    for key, tensor in tensors(checkpoint["state_dict"], ""):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: refused: its tensor {key} holds NaN or infinite values (a diverged or damaged run)")
+
+
+def check_random_states(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Refuses random-generator states torch, numpy or python would reject on resume, naming them.
+
+    Each state is tried on a fresh generator, never on the global ones.
+    """
+    chains = checkpoint["state_dict"].get("buffer._extra_state")
+    try:
+        if chains is not None:
+            if not (isinstance(chains, dict) and isinstance(chains.get("device"), str)
+                    and isinstance(chains.get("state"), torch.Tensor)):
+                raise TypeError("not a generator state")
+            if chains["device"] == "cpu":
+                torch.Generator().set_state(chains["state"])
+    except (TypeError, RuntimeError, ValueError):
+        raise CheckpointError(f"{path}: refused: its chains' random state (state_dict buffer._extra_state) is damaged") from None
+    states = (checkpoint.get("callbacks") or {}).get("RandomStates")
+    if states is None:
+        return
+    try:
+        torch.Generator().set_state(states["torch"])
+        n = states["numpy"]
+        np.random.RandomState().set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        version, internal, gauss_next = states["python"]
+        random.Random().setstate((version, tuple(internal), gauss_next))
+    except (TypeError, RuntimeError, ValueError, KeyError, AttributeError, IndexError):
+        raise CheckpointError(f"{path}: refused: its random states (callbacks.RandomStates) are damaged") from None
+
+
+def check_buildable(config: dict[str, Any], state_dict: dict[str, Any], path: str | Path) -> None:
+    """Builds the stored model config on the meta device (no memory; its constructors check its
+    values) and refuses, naming the tensor, stored tensors whose shapes differ from the ones it describes."""
+    skeleton = build_stored(config, path, device="meta")
+    for key, wanted in skeleton.state_dict().items():
+        stored = state_dict.get(key)
+        if isinstance(stored, torch.Tensor) and isinstance(wanted, torch.Tensor) and stored.shape != wanted.shape:
+            raise CheckpointError(
+                f"{path}: refused: its config describes {key} of shape {tuple(wanted.shape)} but the file holds "
+                f"{tuple(stored.shape)}: the config or the weights were changed"
+            )
+
+
+def build_stored(config: dict[str, Any], path: str | Path, device: str = "cpu") -> FrameModel:
+    """The model of a checked stored config, built on `device`; a constructor's error names the file."""
+    try:
+        with torch.device(device):
+            return build_model(OmegaConf.create(self_contained(config)))
+    except (InstantiationException, OmegaConfBaseException, ValueError, TypeError) as err:
+        cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ is not None else err
+        where = getattr(err, "full_key", None) or _full_key(str(err))
+        key = f" ({where})" if where else ""
+        raise CheckpointError(f"{path}: its stored model config cannot be built{key}: {' '.join(str(cause).split())[:300]}") from None
+
+
+def _full_key(text: str) -> str | None:
+    found = re.search(r"full_key: (\S+)", text)
+    return f"model.{found.group(1)}" if found else None
+
+
 def load_failure(err: Exception) -> str:
     """What torch.load found wrong, without its advice to load with ``weights_only=False``
     (which would run whatever code a crafted file holds)."""
@@ -150,7 +265,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> FrameMod
     config = checkpoint["frame"].get("model_config")
     if not config:
         raise CheckpointError(f"{path} carries no model config; it was not written by frame's train.py")
-    model = build_model(OmegaConf.create(self_contained(config)))
+    check_finite(checkpoint, path)
+    check_random_states(checkpoint, path)
+    check_buildable(config, checkpoint["state_dict"], path)
+    model = build_stored(config, path)
     if model.sampler.precision == "bf16" and not fast_bf16(device):
         # bf16 was the default of earlier versions; emulated bf16 runs ~25x slower than fp32
         warnings.warn(f"{path}: model.sampler.precision=bf16 runs far slower than fp32 on this {torch.device(device).type} "

@@ -21,8 +21,9 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from frame.run.build import build_model, instantiate_group, prepare_data
 from frame.run.checkpoint_io import AtomicCheckpointIO
-from frame.run.checkpoints import check_new_folder, check_resumable, read_checkpoint, requeued_checkpoint
+from frame.run.checkpoints import check_finite, check_new_folder, check_random_states, check_resumable, read_checkpoint, requeued_checkpoint
 from frame.run.divergence import DivergenceError, DivergenceGuard
+from frame.run.folder import claim
 from frame.run.precondition import Precondition
 from frame.run.signals import StopOnSignal
 
@@ -111,7 +112,12 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
     refuses a checkpoint folder that already holds another run's checkpoints.
     """
     require(is_int(cfg.seed) and 0 <= cfg.seed < 2**32, "seed", "an integer in [0, 2**32)", cfg.seed)
+    if (folder := OmegaConf.select(cfg, "trainer.default_root_dir")) is not None:
+        claim(Path(folder), "paths.output_dir")  # train() called without train.py's Hydra callback
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else None
+    if checkpoint is not None:
+        check_finite(checkpoint, ckpt_path)
+        check_random_states(checkpoint, ckpt_path)
     check_trainer(cfg.trainer)
     pl.seed_everything(cfg.seed, workers=True)
     prepare_wandb(cfg)
@@ -134,7 +140,10 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
         cfg.trainer, logger=loggers or False, callbacks=[*callbacks, precondition, stop], plugins=plugins(cfg.trainer),
     )
     if ckpt_path is None and (requeued := requeued_checkpoint(trainer)):  # a Slurm job requeued into its folder
-        check_resumable(model, read_checkpoint(requeued), requeued)
+        stored = read_checkpoint(requeued)
+        check_finite(stored, requeued)
+        check_random_states(stored, requeued)
+        check_resumable(model, stored, requeued)
         ckpt_path = requeued  # the one Lightning would pick, now checked
     if new_run:
         check_new_folder(trainer, ckpt_path)
