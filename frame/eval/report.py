@@ -240,6 +240,8 @@ class Evaluator:
 
     def _c2st(self, images: Tensor, real: Tensor) -> dict[str, float]:
         """The two-sample classifier of one set against the real set: accuracy and AUC, each with its interval."""
+        if min(len(images), len(real)) < self.c2st_folds:
+            return {}  # too few images to cross-validate: the classifier's rows are left out
         result = c2st(images, real, folds=self.c2st_folds, epochs=self.c2st_epochs,
                       crop=C2ST_CROP if self.kind == "texture" else None, seed=self.seed)
         return {
@@ -311,7 +313,7 @@ class Evaluator:
         floor, ceiling = self.calibration(samples, c2st=True)
         images, _, _, real = self._sets(samples)
         values = self._c2st(images, real)
-        return {name: self._score(name, values, floor, ceiling) for name in C2ST_METRICS}
+        return {name: self._score(name, values, floor, ceiling) for name in C2ST_METRICS if name in values}
 
     @staticmethod
     def _score(name: str, values: dict[str, float], floor: dict[str, float], ceiling: dict[str, float]) -> Score:

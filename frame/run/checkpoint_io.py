@@ -20,6 +20,10 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from frame.run.checkpoints import read_checkpoint
 
+#: the file Lightning's spawn launcher (``trainer=ddp_sim``) writes the trained weights to and reads
+#: back in the main process: Lightning's own, not a checkpoint of ours (still read weights-only)
+SPAWN_WEIGHTS = ".temp.ckpt"
+
 
 class CheckpointWriteError(OSError):
     """A checkpoint that could not be written; the message names the folder."""
@@ -70,7 +74,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         """The checkpoint at `path` read safely and upgraded to the current format."""
-        if "://" in str(path):  # a remote store: Lightning's own reader
+        if "://" in str(path) or Path(path).name == SPAWN_WEIGHTS:  # a remote store, or Lightning's own hand-over
             return super().load_checkpoint(path, weights_only=True)
         return read_checkpoint(path)
 
