@@ -28,14 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+from omegaconf.errors import OmegaConfBaseException
 
 from frame.data.images import is_image_file
 from frame.nets.weights import WeightsUnavailableError
+from frame.run.divergence import DivergenceError
 
-#: errors in what the user gave: exit status 2
-USER_ERRORS = (OSError, ValueError)
-#: the machine cannot do what was asked: exit status 1 (ImportError: an optional extra is missing, the message names it)
-MACHINE_ERRORS = (WeightsUnavailableError, torch.OutOfMemoryError, ImportError)
+#: errors in what the user gave, flags, files or config (a constructor's ValueError names its key): exit status 2
+USER_ERRORS = (OSError, ValueError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
+#: what could not go on: the machine (ImportError: an optional extra is missing, the message names it) or a run that
+#: diverged: exit status 1
+RUN_ERRORS = (WeightsUnavailableError, torch.OutOfMemoryError, ImportError, DivergenceError)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -123,7 +128,7 @@ def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace],
         )
         try:
             command(args)
-        except MACHINE_ERRORS as err:
+        except RUN_ERRORS as err:
             return fail(parser.prog, err, 1)
         except USER_ERRORS as err:
             return fail(parser.prog, err, 2)

@@ -22,21 +22,16 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.errors import InstantiationException
-from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from frame.cli.common import one_line
-from frame.nets.weights import WeightsUnavailableError
+from frame.cli.common import RUN_ERRORS, USER_ERRORS, one_line
 from frame.run import DivergenceError, RunInterrupted, train
 
 log = logging.getLogger(__name__)
 
 #: the configs, at the root of the source checkout
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-#: errors in what the user gave (exit status 2) and runs that could not go on (1)
-USER_ERRORS = (ValueError, OSError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
-RUN_ERRORS = (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError)
 #: a config key of earlier versions whose settings moved (the old key names the new one in the error)
 RENAMED = "model.recovery."
 
