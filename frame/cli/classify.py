@@ -32,7 +32,8 @@ from frame.classify import bayes_posterior, check_category_models, log_likelihoo
 from frame.cli.common import add_input, check_outputs, make_parser, positive_float, positive_int, run
 from frame.partition import LogZEstimate
 from frame.run.checkpoints import load_model
-from frame.scoring import load_folder, model_image_size
+from frame.scoring import load_folder
+from frame.synthesis import canvas_side
 
 PROG = "frame-classify"
 #: a category name: it becomes CSV column names
@@ -118,7 +119,7 @@ def classify(args: argparse.Namespace) -> None:
     first = models[names[0]]
     rows, worst = [], 0.0
     for folder in args.input:
-        paths, images = load_folder(folder, model_image_size(first), first.input_space.channels == 1)
+        paths, images = load_folder(folder, canvas_side(first), first.input_space.channels == 1)
         x, feats = top_layer_features(first, images, args.batch_size)
         posterior = bayes_posterior(log_likelihoods(models, x, feats, log_z), priors).cpu()
         scores = logits(models, feats, priors, log_z).cpu()

@@ -35,9 +35,10 @@ from torchvision.utils import save_image
 
 from frame.cli.common import add_ckpt, add_input, check_outputs, make_parser, positive_float, positive_int, run
 from frame.data import list_images, load_image, load_images, to_tensor
-from frame.recovery.inpaint import inpaint_image, model_size, recovery_start, resize, resize_mask
+from frame.recovery.inpaint import inpaint_image, recovery_start, resize, resize_mask
 from frame.recovery.masks import STARTS, square_masks
 from frame.run.checkpoints import load_model
+from frame.synthesis import canvas_side
 
 PROG = "frame-inpaint"
 
@@ -160,7 +161,7 @@ def inpaint(args: argparse.Namespace) -> None:
     start = args.start or recovery_start(model)
     if args.bank and start != "exemplars":
         warnings.warn(f"--bank is left unread: the holes start at the {start} fill, not the exemplars one")
-    bank = to_tensor(load_images(list_images(args.bank)), model_size(model)) if args.bank and start == "exemplars" else None
+    bank = to_tensor(load_images(list_images(args.bank)), canvas_side(model)) if args.bank and start == "exemplars" else None
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     rows = []
     for path, name, image, grey, missing in items:
@@ -176,8 +177,8 @@ def inpaint(args: argparse.Namespace) -> None:
             mask_file.parent.mkdir(parents=True, exist_ok=True)
             save_image(missing.float(), mask_file)
         if len(rows) < 3 * args.grid_max:
-            small = resize(image[None], model_size(model))[0].clamp(0, 1)
-            holes = resize_mask(missing[None], model_size(model))[0]
+            small = resize(image[None], canvas_side(model))[0].clamp(0, 1)
+            holes = resize_mask(missing[None], canvas_side(model))[0]
             rows += [small, torch.where(holes, torch.ones_like(small), small), canvas]
         print(f"{path} -> {target}")
     save_image(torch.stack(rows), args.out / "grid.png", nrow=3, padding=2, pad_value=1.0)
