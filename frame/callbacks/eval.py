@@ -113,8 +113,9 @@ class EvalMetrics(EveryNSteps):
             reference = self._reference(trainer).detach().float().cpu()
             self.kind = choose_kind(self.kind, len(reference), n_samples)
             features = {"source": self.source, "cache_dir": self.cache_dir, "min_size": self.min_size}
+            chains = " chains (callbacks.eval_metrics.n_samples of the model.buffer.n_chains)"
             self.evaluator = make_evaluator(reference, n_samples, self.kind, "callbacks.eval_metrics.kind", features, pl_module.device,
-                                            " (model.buffer.n_chains)", n_crops=self.n_crops, seed=self.seed, c2st=False)
+                                            chains, n_crops=self.n_crops, seed=self.seed, c2st=False)
         return self.evaluator
 
     def _images(self, pl_module: Any) -> Tensor:
