@@ -37,7 +37,8 @@ from frame.overrides import path_override  # noqa: E402
 from frame.progress import progress_bar  # noqa: E402
 from frame.run import train  # noqa: E402
 from frame.run.checkpoints import load_model  # noqa: E402
-from frame.scoring import SCORES, format_table, load_folder, log_reference, model_image_size, roc_auc, score_images, summary, write_csv  # noqa: E402
+from frame.scoring import SCORES, format_table, load_folder, log_reference, roc_auc, score_images, summary, write_csv  # noqa: E402
+from frame.synthesis import canvas_side  # noqa: E402
 
 
 def _grey(images: torch.Tensor) -> torch.Tensor:
@@ -112,7 +113,7 @@ def main(argv=None) -> dict[str, float]:
         print(f"trained in {time.time() - start:.0f} s: {out / 'run'}")
         ckpt = out / "run" / "checkpoints" / "last.ckpt"
     model = load_model(ckpt)
-    size, grey = model_image_size(model), model.buffer.chains.shape[1] == 1
+    size, grey = canvas_side(model), model.buffer.chains.shape[1] == 1
     images = {}
     naturals = [Path(folder).name for folder in args.natural]  # each set of natural images by its folder name
     if len(set(naturals)) != len(naturals):

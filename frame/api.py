@@ -32,8 +32,8 @@ from frame.eval.report import Evaluator, Score, format_table
 from frame.models.base import FrameModel
 from frame.recovery.inpaint import inpaint_image, resize
 from frame.run.checkpoints import load_model
-from frame.scoring import model_image_size, score_images
-from frame.synthesis import draw
+from frame.scoring import score_images
+from frame.synthesis import canvas_side, draw
 
 #: objects need this many reference images (two halves of k + 1 = 6); fewer are texture exemplars
 MIN_OBJECTS = 12
@@ -67,7 +67,7 @@ class Model:
     @property
     def image_size(self) -> int:
         """The side the model was trained on (its canvas for stationary models)."""
-        return model_image_size(self.module)
+        return canvas_side(self.module)
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)

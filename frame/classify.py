@@ -26,7 +26,7 @@ from torch import Tensor
 from frame.energies.top_layer import TopLayerEnergy
 from frame.models.base import FrameModel
 from frame.partition import LogZEstimate, annealed_log_z
-from frame.scoring import model_image_size
+from frame.synthesis import canvas_side
 
 
 def check_category_models(models: Mapping[str, FrameModel], origin: Mapping[str, str] | None = None) -> None:
@@ -47,7 +47,7 @@ def check_category_models(models: Mapping[str, FrameModel], origin: Mapping[str,
         if name == first_name:
             continue
         mismatch = [what for what, a, b in (
-            ("image size", model_image_size(model), model_image_size(first)),
+            ("image size", canvas_side(model), canvas_side(first)),
             ("channels (grey or colour)", model.input_space.channels, first.input_space.channels),
             ("sigma of q", model.sampler.sigma, first.sampler.sigma),
             ("filters", repr(model.energy.extractor), repr(first.energy.extractor)),

@@ -39,11 +39,15 @@ import math
 import os
 import warnings
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from frame.progress import progress_bar
+
+if TYPE_CHECKING:
+    from frame.energies.base import Energy
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -319,6 +323,21 @@ class LangevinSampler:
             x = self.step(x, drift, fixed, mask, bounds, generator, rows, step_size, noise)
         self.last_trace = trace.summary()
         return x
+
+    def synthesize(self, energy: EnergyFn, x: Tensor, **options: Any) -> Tensor:
+        """Step 5 of Algorithm 1: what learning compares with the observed images, as ``features``
+        takes it; here the chains after ``sample`` (`options` as there)."""
+        return self.sample(energy, x, **options)
+
+    def finest(self, synthesized: Tensor) -> Tensor:
+        """The chains of what ``synthesize`` returned that the buffer keeps (here: all of it)."""
+        return synthesized
+
+    def features(self, energy: Energy, x: Tensor) -> dict[str, Tensor]:
+        """The energy's features of images or chains `x`, the network run as in sampling
+        (``prepare``, ``autocast``)."""
+        with self.autocast(x.device):
+            return energy.features(self.prepare(x))
 
     def __repr__(self) -> str:
         return (

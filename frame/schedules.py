@@ -1,9 +1,28 @@
-"""Learning-rate schedules for the ``scheduler`` hook of ``FrameModel`` (stepped every iteration)."""
+"""The learning step's optimizer settings and learning-rate schedules (``FrameModel``'s
+``optimizer`` and ``scheduler``, the latter stepped every iteration)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch.optim.lr_scheduler import LambdaLR
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+def checked_optimizer(optimizer: OptimizerFactory | None) -> OptimizerFactory:
+    """The optimizer factory (a Hydra partial of a torch optimizer; default SGD, lr 1e-4), its
+    rate, momentum and weight decay checked, each naming its ``model.optimizer`` key."""
+    optimizer = optimizer or partial(torch.optim.SGD, lr=1e-4)
+    settings = getattr(optimizer, "keywords", {})
+    for key in ("lr", "momentum", "weight_decay"):
+        value = settings.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (key == "lr" and value == 0):
+            raise ValueError(f"model.optimizer.{key} must be a number {'>' if key == 'lr' else '>='} 0, got {value!r}")
+    return optimizer
 
 
 def log_decay_factor(step: int, every: int, total: int, final_factor: float) -> float:

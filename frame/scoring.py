@@ -29,17 +29,13 @@ import torch
 from frame.choices import SCORES
 from frame.data.images import list_images, load_readable, to_tensor
 from frame.outputs import check_finite, write_file
+from frame.synthesis import canvas_side
 
 if TYPE_CHECKING:
     from frame.models.base import FrameModel
 
 #: {input: (image paths, score per image)}
 Results = dict[str, tuple[list[str], torch.Tensor]]
-
-
-def model_image_size(model: FrameModel) -> int:
-    """The side the model was trained on (its canvas for stationary models)."""
-    return int(getattr(model.energy, "image_size", None) or model.buffer.chains.shape[-1])
 
 
 def log_reference(model: FrameModel, x: torch.Tensor) -> torch.Tensor:
@@ -82,7 +78,7 @@ def score_folders(
     seed: int = 0, score: str = "f",
 ) -> Results:
     """{folder: (paths, score per image)} for every folder (or image file)."""
-    size = model_image_size(model)
+    size = canvas_side(model)
     grayscale = model.input_space.channels == 1
     results = {}
     for folder in folders:

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from frame.models.base import FrameModel
 
 
-def canvas_side(model: FrameModel, size: int | None) -> int:
-    """The side of the chains: ``size``, or the training canvas; checked against the energy."""
+def canvas_side(model: FrameModel, size: int | None = None) -> int:
+    """The model's image side: its training canvas (what sampling draws, what images are
+    resized to for scoring and recovery), or a `size` checked against the energy."""
     saved = int(model.buffer.chains.shape[-1])
     if size is None or size == saved:
         return saved

@@ -103,3 +103,17 @@ def test_checkpoints_of_the_current_format_load_and_resume(name, energy, tmp_pat
                    f"model.buffer.n_chains={raw['frame']['model_config']['buffer']['n_chains']}", "trainer.max_steps=3",
                    f"ckpt_path={resumed}"))
     assert len(read_metric(tmp_path / "run", "train/gap_rel")) == 1  # steps 1-2 came from the checkpoint
+
+
+def test_resuming_a_checkpoint_of_another_energy_names_both():
+    from frame.energies import StationaryEnergy
+    from frame.models import FrameModel
+    from frame.run.checkpoints import check_resumable
+    from frame.sampling import LangevinSampler
+    from tests.conftest import TinyExtractor
+
+    model = FrameModel(StationaryEnergy(TinyExtractor()), LangevinSampler(n_steps=1), image_size=8)
+    other = {"frame": {"format": 4, "energy": "NonStationaryEnergy", "model_config": {}}, "state_dict": {}}
+    with pytest.raises(ValueError, match=r"ckpt_path=x.ckpt holds a model with a NonStationaryEnergy but the run builds one with a StationaryEnergy"):
+        check_resumable(model, other, "x.ckpt")
+    check_resumable(model, {**other, "frame": {**other["frame"], "energy": "StationaryEnergy"}}, "x.ckpt")  # the same energy passes

@@ -370,5 +370,5 @@ def test_callback_needs_enough_chains(tmp_path, faces):
     callback = EvalMetrics(every_n_steps=1, n_samples=4, source="random", min_size=32)
     trainer = pl.Trainer(max_steps=1, logger=False, callbacks=[callback], enable_progress_bar=False,
                          enable_checkpointing=False, enable_model_summary=False, accelerator="cpu")
-    with pytest.raises(ValueError, match="at least 6 chains"):
+    with pytest.raises(ValueError, match="at least 6 samples, got 4 chains"):
         trainer.fit(ChainsModule(faces[:16]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -188,7 +190,7 @@ def test_image_mean_chains_are_flat_in_pixel_space_under_a_mean_image_reference(
 
 def test_scratch_chains_have_the_nets_channels():
     energy = ScratchEnergy(layers=[{"filters": 2, "kernel": 3}], image_size=8, channels=1)
-    model = FrameModel(energy, LangevinSampler(n_steps=1), buffer={"n_chains": 3}, image_size=8)
+    model = FrameModel(energy, LangevinSampler(n_steps=1), buffer=partial(ChainBuffer, n_chains=3), image_size=8)
     assert model.buffer.chains.shape == (3, 1, 8, 8)
     assert model.to_images(model.buffer.chains).shape == (3, 3, 8, 8)
     with pytest.raises(ValueError, match="canvas_size"):  # the dense readout is tied to positions

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import pytest
 import torch
 
+from frame.buffer import ChainBuffer
 from frame.energies import StationaryEnergy
 from frame.input_space import caffe_space
 from frame.models import FrameModel
@@ -20,7 +22,7 @@ def test_observed_features_are_computed_once_per_distinct_batch():
     forward = extractor.forward
     extractor.forward = lambda x: calls.append(x.shape[0]) or forward(x)
     model = FrameModel(StationaryEnergy(extractor), LangevinSampler(n_steps=1, precision="fp32"),
-                       buffer={"n_chains": 2}, image_size=8)
+                       buffer=partial(ChainBuffer, n_chains=2), image_size=8)
     images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log outside a Trainer
@@ -69,7 +71,7 @@ def test_layer_variance_precondition_scales_each_layers_update():
     for precondition in ("none", "layer_variance"):
         torch.manual_seed(0)
         model = FrameModel(NonStationaryEnergy(TinyExtractor(), image_size=8), LangevinSampler(n_steps=1, precision="fp32"),
-                           buffer={"n_chains": 2}, image_size=8)
+                           buffer=partial(ChainBuffer, n_chains=2), image_size=8)
         callback = Precondition(precondition)
         optimizer = model.configure_optimizers()
         callback.on_train_batch_start(None, model, images, 0)
@@ -97,7 +99,7 @@ def test_grey_chains_reach_the_net_in_the_samplers_memory_format():
         extractor = TinyExtractor()
         extractor.input_space = caffe_space(grey=True)
         FrameModel(StationaryEnergy(extractor), LangevinSampler(n_steps=1, channels_last=channels_last),
-                   buffer={"n_chains": 2}, image_size=8)
+                   buffer=partial(ChainBuffer, n_chains=2), image_size=8)
         net_input = extractor.input_space.to_network(chains)
         assert net_input.shape == (2, 3, 8, 8)
         assert net_input.is_contiguous(memory_format=torch.channels_last) == channels_last

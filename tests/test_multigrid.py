@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,10 @@ import torch
 from PIL import Image
 
 from frame.buffer import ChainBuffer
+from frame.coarse_to_fine import CoarseToFineSampler
 from frame.energies import MultigridEnergy, ScratchEnergy
-from frame.models import MultigridModel
+from frame.models import FrameModel
 from frame.run.checkpoints import load_model
-from frame.sampling import LangevinSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (2, 4, 8)
@@ -38,11 +39,11 @@ def tiny_energy(reference_mean: str = "grey", upsample: str = "nearest", seed: i
     return MultigridEnergy(nets, upsample=upsample)
 
 
-def tiny_model(n_chains: int = 3, n_steps: int = 2, **energy_kwargs) -> MultigridModel:
+def tiny_model(n_chains: int = 3, n_steps: int = 2, **energy_kwargs) -> FrameModel:
     energy = tiny_energy(**energy_kwargs)
-    sampler = LangevinSampler(step_size=0.3, n_steps=n_steps, precision="fp32", channels_last=False)
-    buffer = {"n_chains": n_chains, "init": "image_mean", "reinit_fraction": 1.0, "paired": True}
-    return MultigridModel(energy, sampler, buffer=buffer, image_size=SIZES[-1])
+    sampler = CoarseToFineSampler(step_size=0.3, n_steps=n_steps, precision="fp32", channels_last=False)
+    buffer = partial(ChainBuffer, n_chains=n_chains, init="image_mean", reinit_fraction=1.0, paired=True)
+    return FrameModel(energy, sampler, buffer=buffer, image_size=SIZES[-1])
 
 
 def block_means(pixels: torch.Tensor, size: int) -> torch.Tensor:
@@ -52,16 +53,16 @@ def block_means(pixels: torch.Tensor, size: int) -> torch.Tensor:
     return pixels.reshape(b, 1, size, k, size, k).mean(dim=(3, 5))
 
 
-class RecordingSampler(LangevinSampler):
-    """The Langevin sampler, remembering every start and mask it is given."""
+class RecordingSampler(CoarseToFineSampler):
+    """The coarse-to-fine sampler, remembering every start and mask a scale is given."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.calls: list[tuple[torch.Tensor, torch.Tensor | None]] = []
 
-    def sample(self, energy, x, mask=None, **kwargs):
+    def langevin(self, energy, x, mask=None, **kwargs):
         self.calls.append((x.detach().clone(), None if mask is None else mask.clone()))
-        return super().sample(energy, x, mask=mask, **kwargs)
+        return super().langevin(energy, x, mask=mask, **kwargs)
 
 
 @pytest.mark.parametrize("reference_mean", ["grey", "data"])
@@ -143,7 +144,7 @@ def test_masked_sampling_keeps_the_known_pixels_of_every_scale():
     model = tiny_model(n_steps=3)
     model.sampler = RecordingSampler(step_size=0.3, n_steps=3, precision="fp32", channels_last=False)
     start = model.to_input(images)
-    chains = model.coarse_to_fine(start, mask=missing, generator=torch.Generator().manual_seed(0))
+    chains = model.sampler.synthesize(model.energy, start, mask=missing, generator=torch.Generator().manual_seed(0))
     known = model.energy.pyramid(start)
     masks = [m for _, m in model.sampler.calls]
     assert [int(m[0].sum()) for m in masks] == [1, 2, 8]
@@ -162,7 +163,7 @@ def test_scales_must_grow_and_divide():
     with pytest.raises(ValueError, match="model.energy.scales"):
         MultigridEnergy(nets)
     with pytest.raises(ValueError, match="data.image_size"):
-        MultigridModel(tiny_energy(), LangevinSampler(), image_size=16)
+        FrameModel(tiny_energy(), CoarseToFineSampler(), image_size=16)
 
 
 def test_multigrid_trains_resumes_and_samples_coarse_to_fine(tmp_path):
@@ -185,7 +186,7 @@ def test_multigrid_trains_resumes_and_samples_coarse_to_fine(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 3
     model = load_model(ckpt)
-    assert isinstance(model, MultigridModel) and model.energy.sizes == [4, 16, 32]
+    assert isinstance(model.sampler, CoarseToFineSampler) and model.energy.sizes == [4, 16, 32]
     out = tmp_path / "samples.png"
     sample = subprocess.run([str(Path(sys.executable).parent / "frame-sample"), "--ckpt", str(ckpt), "--out", str(out),
                              "--n", "4", "--steps", "2", "--init", "flat"], capture_output=True, text=True, timeout=300, env=env)
@@ -196,3 +197,41 @@ def test_multigrid_trains_resumes_and_samples_coarse_to_fine(tmp_path):
 def test_chain_buffer_of_the_model_is_the_finest_canvas():
     model = tiny_model(n_chains=4)
     assert isinstance(model.buffer, ChainBuffer) and tuple(model.buffer.chains.shape) == (4, 1, 8, 8)
+
+
+def tiny_scales_cfg(tmp_path, *overrides):
+    from tests.test_training import make_cfg
+
+    cfg = make_cfg(tmp_path, "model=multigrid", "data=faces", "data.image_size=16", "data.batch_size=2", "model.buffer.paired=true",
+                   "model.sampler.sigma=50", "model.sampler.clamp=true", "callbacks.sample_grid=null", *overrides)
+    cfg.model.energy.scales = [
+        {"_target_": "frame.energies.ScratchEnergy", "image_size": size, "channels": 1, "layers": [{"filters": 4, "kernel": 3, "stride": 1}],
+         "readout": "dense", "init_std": 0.01, "reference_mean": "grey", "activation": "relu"}
+        for size in (4, 8, 16)
+    ]
+    return cfg
+
+
+def test_a_multigrid_model_checkpoint_of_the_earlier_class_loads_and_resumes(tmp_path):
+    """format3_multigrid.ckpt holds a ``MultigridModel`` (the class that sampled coarse to fine
+    before the sampler did): it rebuilds as a FrameModel with a CoarseToFineSampler, every tensor
+    as saved, and a run resumes from it."""
+    from frame.run import train
+    from tests.test_training import read_metric
+
+    path = ROOT / "tests" / "data" / "format3_multigrid.ckpt"
+    raw = torch.load(path, weights_only=True)
+    assert raw["frame"]["format"] == 3 and raw["frame"]["model_config"]["_target_"] == "frame.models.MultigridModel"
+    model = load_model(path)
+    assert type(model) is FrameModel and isinstance(model.sampler, CoarseToFineSampler) and model.energy.sizes == [4, 8, 16]
+    for key, value in raw["state_dict"].items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(model.state_dict()[key], value), key
+    assert model.langevin(model.buffer.chains, n_steps=1).shape == (2, 1, 16, 16)
+    (tmp_path / "old").mkdir()
+    resumed = tmp_path / "old" / "last.ckpt"
+    resumed.write_bytes(path.read_bytes())
+    train(tiny_scales_cfg(tmp_path / "run", "trainer.max_steps=3", f"ckpt_path={resumed}"))
+    assert len(read_metric(tmp_path / "run", "train/gap_rel")) == 1  # steps 1-2 came from the checkpoint
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["frame"]["model_config"]["sampler"]["_target_"] \
+        == "frame.coarse_to_fine.CoarseToFineSampler"

@@ -12,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from frame.buffer import ChainBuffer
 from frame.cli.inpaint import MaskError
 from frame.cli.inpaint import main as inpaint_main
 from frame.energies import NonStationaryEnergy
@@ -114,7 +115,7 @@ def tiny_model(recovery, n_chains=4, size=16, n_steps=3):
     sampler = LangevinSampler(step_size=0.3, n_steps=n_steps, precision="fp32", channels_last=False)
     model = FrameModel(
         energy=NonStationaryEnergy(TinyExtractor(), size), sampler=sampler, image_size=size,
-        buffer=partial(RecoveryChains, n_chains=n_chains, **recovery) if recovery is not None else {"n_chains": n_chains},
+        buffer=partial(RecoveryChains, n_chains=n_chains, **recovery) if recovery is not None else partial(ChainBuffer, n_chains=n_chains),
     )
     with torch.no_grad():
         for w in model.energy.weights.values():

@@ -32,7 +32,8 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
 from frame.callbacks.periodic import EveryNSteps
-from frame.eval.features import MIN_SIZE, POOLED_LAYERS, TEXTURE_LAYERS, VGGFeatures
+from frame.eval.features import MIN_SIZE
+from frame.eval.kind import choose_kind, make_evaluator
 from frame.eval.report import KINDS, Evaluator, Score
 
 
@@ -110,25 +111,11 @@ class EvalMetrics(EveryNSteps):
     def _evaluator(self, trainer: pl.Trainer, pl_module: Any, n_samples: int) -> Evaluator:
         if self.evaluator is None:
             reference = self._reference(trainer).detach().float().cpu()
-            if self.kind == "auto":
-                self.kind = "objects" if len(reference) >= 12 and n_samples >= 6 else "texture"
-            objects = self.kind == "objects"
-            features = VGGFeatures(
-                layers=POOLED_LAYERS if objects else (),
-                texture_layers=() if objects else TEXTURE_LAYERS,
-                source=self.source,
-                cache_dir=self.cache_dir,
-                min_size=self.min_size,
-            ).to(pl_module.device)
-            n = min(n_samples, len(reference) // 2) if objects else None
-            if objects and n < 6:
-                raise ValueError(
-                    f"callbacks.eval_metrics (kind=objects) scores {n} images; it needs at least 6 chains "
-                    f"(model.n_chains) and 12 training images"
-                )
-            self.evaluator = Evaluator(
-                reference, self.kind, features=features, n=n, n_crops=self.n_crops, seed=self.seed, c2st=False,
-            )
+            self.kind = choose_kind(self.kind, len(reference), n_samples)
+            features = {"source": self.source, "cache_dir": self.cache_dir, "min_size": self.min_size}
+            chains = " chains (callbacks.eval_metrics.n_samples of the model.buffer.n_chains)"
+            self.evaluator = make_evaluator(reference, n_samples, self.kind, "callbacks.eval_metrics.kind", features, pl_module.device,
+                                            chains, n_crops=self.n_crops, seed=self.seed, c2st=False)
         return self.evaluator
 
     def _images(self, pl_module: Any) -> Tensor:

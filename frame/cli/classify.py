@@ -93,7 +93,8 @@ def classify(args: argparse.Namespace) -> None:
 
     from frame.classify import bayes_posterior, check_category_models, log_likelihoods, logits, model_log_z, normalised_priors, top_layer_features
     from frame.run.checkpoints import load_model
-    from frame.scoring import load_folder, model_image_size
+    from frame.scoring import load_folder
+    from frame.synthesis import canvas_side
 
     if args.out.is_dir():
         raise IsADirectoryError(f"--out {args.out} is a folder: give the CSV file to write")
@@ -125,7 +126,7 @@ def classify(args: argparse.Namespace) -> None:
     first = models[names[0]]
     rows, worst = [], 0.0
     for folder in args.input:
-        paths, images = load_folder(folder, model_image_size(first), first.input_space.channels == 1)
+        paths, images = load_folder(folder, canvas_side(first), first.input_space.channels == 1)
         x, feats = top_layer_features(first, images, args.batch_size)
         posterior = bayes_posterior(log_likelihoods(models, x, feats, log_z), priors).cpu()
         scores = logits(models, feats, priors, log_z).cpu()

@@ -30,19 +30,29 @@ from typing import Any
 
 from frame.outputs import check_folder, check_target, same_file
 
-#: errors in what the user gave: exit status 2
-USER_ERRORS = (OSError, ValueError)
 #: what ``--device`` accepts (whether a CUDA device exists is checked after parsing)
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def machine_errors() -> tuple[type[BaseException], ...]:
-    """The machine cannot do what was asked (no weights, out of memory, a missing package: its message names it): exit status 1."""
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors in what the user gave, flags, files or config (a constructor's ValueError names its key): exit
+    status 2. Imported when a command runs, not before its arguments are parsed (start-up time, frame.cli)."""
+    from hydra.errors import InstantiationException
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return (OSError, ValueError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
+
+
+def run_errors() -> tuple[type[BaseException], ...]:
+    """What could not go on: the machine (no weights, out of memory, a missing package: its message names it)
+    or a run that diverged: exit status 1."""
     import torch
 
     from frame.nets.weights import WeightsUnavailableError
+    from frame.run.divergence import DivergenceError
 
-    return (WeightsUnavailableError, torch.OutOfMemoryError, MemoryError, ImportError)
+    return (WeightsUnavailableError, torch.OutOfMemoryError, MemoryError, ImportError, DivergenceError)
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -144,7 +154,7 @@ def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace],
     if args.debug:
         command(args)
         return 0
-    machine = machine_errors()
+    machine, user = run_errors(), user_errors()
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, category, *_, **__: print(
             f"{parser.prog}: warning: {one_line(message)}", file=sys.stderr
@@ -157,7 +167,7 @@ def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace],
             if not out_of_memory(err):
                 raise
             return fail(parser.prog, err, 1)
-        except USER_ERRORS as err:
+        except user as err:
             return fail(parser.prog, err, 2)
         except KeyboardInterrupt:
             print(f"{parser.prog}: interrupted", file=sys.stderr)

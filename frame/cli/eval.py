@@ -52,8 +52,6 @@ if TYPE_CHECKING:
 
 PROG = "frame-eval"
 KIND_CHOICES = ("auto", "objects", "texture")
-#: neighbours of precision/recall/density/coverage; objects need k + 1 samples
-K = 5
 
 
 def parser() -> argparse.ArgumentParser:
@@ -154,12 +152,6 @@ def reference_images(args: argparse.Namespace, samples: torch.Tensor) -> tuple[t
 # ---------------------------------------------------------------------------- the command
 
 
-def choose_kind(kind: str, n_reference: int) -> str:
-    if kind != "auto":
-        return kind
-    return "objects" if n_reference >= 2 * (K + 1) else "texture"
-
-
 def as_json(results: dict[str, Score]) -> dict[str, dict[str, Any]]:
     """One entry per metric; nan (a position whose floor equals its ceiling) becomes null."""
     from frame.eval.report import HIGHER_IS_BETTER, judge
@@ -187,7 +179,8 @@ def default_out(args: argparse.Namespace) -> Path:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    from frame.eval import NOT_FID, Evaluator, VGGFeatures, format_table
+    from frame.eval import NOT_FID, format_table
+    from frame.eval.kind import choose_kind, make_evaluator
 
     if args.steps is not None and args.ckpt is None:
         raise ValueError("--steps draws fresh samples from a checkpoint: give --ckpt")
@@ -205,16 +198,10 @@ def evaluate(args: argparse.Namespace) -> None:
     samples, made = checkpoint_samples(args) if args.ckpt is not None else file_samples(args)
     reference, where = reference_images(args, samples)
     kind = choose_kind(args.kind, len(reference))
-    if kind == "objects":
-        if len(reference) < 2 * (K + 1):
-            raise ValueError(f"--kind objects needs at least {2 * (K + 1)} reference images, got {len(reference)}")
-        if len(samples) < K + 1:
-            more = "draw more with --steps N --n 64" if args.ckpt is not None else "give more files"
-            raise ValueError(f"--kind objects needs at least {K + 1} samples, got {len(samples)}: {more}")
-    taps = {"layers": ()} if kind == "texture" else {"texture_layers": ()}  # run VGG-16 only as deep as needed
-    features = VGGFeatures(source=args.vgg_source, batch_size=args.batch_size or 50, **taps).to(args.device)
-    options = {"n_crops": args.n_crops} if kind == "texture" else {"n": min(len(samples), len(reference) // 2)}
-    evaluator = Evaluator(reference, kind, features=features, k=K, seed=args.seed, c2st=args.c2st, **options)
+    more = ": draw more with --steps N --n 64" if args.ckpt is not None else ": give more files"
+    features = {"source": args.vgg_source, "batch_size": args.batch_size or 50}
+    evaluator = make_evaluator(reference, len(samples), kind, "--kind", features, args.device, more, n_crops=args.n_crops, seed=args.seed,
+                               c2st=args.c2st)
     results = evaluator(samples)
     seconds = time.perf_counter() - began
 

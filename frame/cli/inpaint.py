@@ -191,8 +191,9 @@ def inpaint(args: argparse.Namespace) -> None:
     from frame.data import list_images, load_images, to_tensor
     from frame.grids import save_grid
     from frame.progress import progress_bar, say
-    from frame.recovery.inpaint import inpaint_image, model_size, recovery_start, resize, resize_mask
+    from frame.recovery.inpaint import inpaint_image, recovery_start, resize, resize_mask
     from frame.run.checkpoints import load_model
+    from frame.synthesis import canvas_side
 
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
@@ -204,7 +205,7 @@ def inpaint(args: argparse.Namespace) -> None:
     start = args.start or recovery_start(model)
     if args.bank and start != "exemplars":
         warnings.warn(f"--bank is left unread: the holes start at the {start} fill, not the exemplars one")
-    bank = to_tensor(load_images(list_images(args.bank)), model_size(model)) if args.bank and start == "exemplars" else None
+    bank = to_tensor(load_images(list_images(args.bank)), canvas_side(model)) if args.bank and start == "exemplars" else None
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     rows = []
     inputs = [args.ckpt, *(path for path, *_ in items)]
@@ -226,8 +227,8 @@ def inpaint(args: argparse.Namespace) -> None:
             mask_file = args.out / "masks" / name.with_suffix(".png")
             write_file(mask_file, lambda tmp: save_grid(missing.float(), tmp), inputs)
         if len(rows) < 3 * args.grid_max:
-            small = resize(image[None], model_size(model))[0].clamp(0, 1)
-            holes = resize_mask(missing[None], model_size(model))[0]
+            small = resize(image[None], canvas_side(model))[0].clamp(0, 1)
+            holes = resize_mask(missing[None], canvas_side(model))[0]
             rows += [small, torch.where(holes, torch.ones_like(small), small), canvas]
         say(f"{path} -> {target}")
     write_file(args.out / "grid.png", lambda tmp: save_grid(torch.stack(rows), tmp, nrow=3, padding=2, pad_value=1.0), inputs)

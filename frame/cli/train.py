@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from frame.cli.common import one_line, out_of_memory
+from frame.cli.common import one_line, out_of_memory, run_errors, user_errors
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -34,18 +34,9 @@ RENAMED = "model.recovery."
 
 
 def errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """Errors in what the user gave (exit status 2) and runs that could not go on (1); imported
-    when the run starts, not before Hydra has parsed the command line (start-up time, frame.cli)."""
-    import torch
-    from hydra.errors import InstantiationException
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from frame.nets.weights import WeightsUnavailableError
-    from frame.run import DivergenceError
-
-    user = (ValueError, OSError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
-    return user, (DivergenceError, WeightsUnavailableError, torch.OutOfMemoryError, MemoryError)
+    """Errors in what the user gave (exit status 2) and runs that could not go on (1): the commands' own
+    (``frame.cli.common``), imported when the run starts (start-up time, frame.cli)."""
+    return user_errors(), run_errors()
 
 
 def task(cfg: DictConfig) -> float | None:

@@ -35,6 +35,15 @@ class Energy(nn.Module):
     def check_image_size(self, size: int) -> None:
         """Fails with a message naming ``data.image_size`` when the net cannot take `size`."""
 
+    def canvas(self, image_size: object, canvas_size: object = None) -> int:
+        """The side of the chains: `canvas_size` (null: `image_size`), both checked, naming their keys."""
+        for key, value, null in (("model.image_size", image_size, ""), ("model.canvas_size", canvas_size, " or null")):
+            if (value is not None or not null) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{key} must be an integer >= 1{null}, got {value!r}")
+        canvas = canvas_size or image_size
+        self.check_canvas(image_size, canvas)
+        return canvas
+
     def check_canvas(self, image_size: int, canvas: int) -> None:
         """The canvas of the chains against the training images' size, naming the keys."""
         self.check_image_size(image_size)

@@ -10,7 +10,7 @@ own model of eq. (26),
 with f_s a net learned from scratch (``ScratchEnergy``, eq. 25): small ones at the coarse scales,
 the Section 9 face net at the finest. The observed images of scale s are the block means B_s of
 the training images; its synthesized images are the chains of scale s, which the model samples
-coarse to fine (``frame.models.MultigridModel``). Each scale learns by eq. (27) on its own
+coarse to fine (``frame.coarse_to_fine.CoarseToFineSampler``). Each scale learns by eq. (27) on its own
 observed and synthesized images, so the learning direction of w_s is
 
     mean_obs df_s(B_s I)/dw_s - mean_syn df_s(I~_s)/dw_s,

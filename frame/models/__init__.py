@@ -1,6 +1,6 @@
-"""The LightningModule running Algorithm 1; a model is chosen by its energy (``frame.energies``)."""
+"""The LightningModule running Algorithm 1; a model is chosen by its energy (``frame.energies``)
+and its sampler (``frame.sampling``, ``frame.coarse_to_fine``)."""
 
 from frame.models.base import FrameModel
-from frame.models.multigrid import MultigridModel
 
-__all__ = ["FrameModel", "MultigridModel"]
+__all__ = ["FrameModel"]

@@ -3,24 +3,22 @@
 Each training step is one learning iteration t of Algorithm 1:
 
     1. observed statistics of the batch of training images (no grad);
-    3. (re)initialise chains (``frame.buffer.ChainBuffer``);
-    5. L Langevin steps (eq. 16) on the persistent chains, warm-started from the last iteration;
+    3. (re)initialise chains (``frame.buffer.ChainBuffer``, or another chain source);
+    5. L Langevin steps (eq. 16) on the persistent chains, warm-started from the last iteration
+       (``frame.sampling.LangevinSampler``; coarse to fine: ``frame.coarse_to_fine``);
     6. synthesized statistics of the chains;
     7. w <- w + gamma (H_obs - H_syn)   (eq. 13/14; eq. 21/27 for learned filters),
        done by the optimizer on ``Energy.contrastive_loss``, whose gradient is exactly that.
 
-A model differs from another only in its energy f(I; w) (``frame.energies``). The module logs
-``train/gap_rel`` = ||H_obs - H_syn|| / ||H_obs|| (all layers and per layer) and the mean
-f(I; w) of observed and synthesized images per layer; ``frame.run.DivergenceGuard``
-watches them. ``train/langevin/drift_cos`` and ``train/langevin/move_rms`` say how the chains
-moved in step 5 (``frame.sampling.DriftTrace``): a cosine near -1 means the chains chatter
-across the kinks of f, by hops of ``move_rms`` a step.
+A model differs from another only in its energy f(I; w) (``frame.energies``) and its sampler.
+It logs ``train/gap_rel`` = ||H_obs - H_syn|| / ||H_obs|| (all layers and per layer), the mean
+f(I; w) of observed and synthesized images per layer, and how the chains moved in step 5
+(``train/langevin/*``, ``frame.sampling.DriftTrace``); ``frame.run.DivergenceGuard`` watches them.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -33,24 +31,10 @@ from frame.energies.base import Energy
 from frame.input_space import InputSpace
 from frame.models.statistics import statistics_gap
 from frame.sampling import LangevinSampler
+from frame.schedules import OptimizerFactory, checked_optimizer
 
-OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
-
-
-def check_settings(image_size: Any, canvas_size: Any, optimizer: Any) -> None:
-    """What the model's own arguments must be, as one line naming the config key."""
-    def bad(value: Any, low: float, strict: bool = False, integer: bool = False) -> bool:
-        kinds = int if integer else (int, float)
-        return isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value < low or (strict and value == low)
-
-    if bad(image_size, 1, integer=True):
-        raise ValueError(f"model.image_size must be an integer >= 1, got {image_size!r}")
-    if canvas_size is not None and bad(canvas_size, 1, integer=True):
-        raise ValueError(f"model.canvas_size must be an integer >= 1 or null, got {canvas_size!r}")
-    settings = getattr(optimizer, "keywords", {})  # a Hydra partial of a torch optimizer
-    for key in ("lr", "momentum", "weight_decay"):
-        if key in settings and bad(settings[key], 0, strict=key == "lr"):
-            raise ValueError(f"model.optimizer.{key} must be a number {'>' if key == 'lr' else '>='} 0, got {settings[key]!r}")
+#: 16 persistent chains started at the mean image (Algorithm 1, Section 5.2)
+DEFAULT_BUFFER = partial(ChainBuffer, n_chains=16)
 
 
 class FrameModel(pl.LightningModule):
@@ -58,9 +42,9 @@ class FrameModel(pl.LightningModule):
 
     Args:
         energy: f(I; w) (``frame.energies``); its input space fixes the chains' channels.
-        sampler: the Langevin sampler (eq. 16).
-        buffer: a factory taking ``shape=(C, H, W)`` (Hydra ``_partial_`` of
-            ``ChainBuffer``, e.g. ``{n_chains: 16, init: zeros, reinit_fraction: 0}``).
+        sampler: the Langevin sampler (eq. 16), or the coarse-to-fine one of a multigrid energy.
+        buffer: the chain source, a factory taking ``shape=(C, H, W)`` (the Hydra ``_partial_`` of
+            ``ChainBuffer``, or of ``frame.recovery.RecoveryChains``).
         image_size: side of the training images.
         canvas_size: side of the chains (default ``image_size``; larger only for energies whose
             weights are not tied to positions).
@@ -70,34 +54,22 @@ class FrameModel(pl.LightningModule):
         scheduler: optional factory taking the optimizer, stepped every iteration.
     """
 
-    def __init__(
-        self,
-        energy: Energy,
-        sampler: LangevinSampler,
-        buffer: Callable[..., ChainBuffer] | dict[str, Any] | None = None,
-        image_size: int = 64,
-        canvas_size: int | None = None,
-        optimizer: OptimizerFactory | None = None,
-        scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
-    ) -> None:
+    def __init__(self, energy: Energy, sampler: LangevinSampler, buffer: Callable[..., ChainBuffer] = DEFAULT_BUFFER, image_size: int = 64,
+                 canvas_size: int | None = None, optimizer: OptimizerFactory | None = None,
+                 scheduler: Callable[[torch.optim.Optimizer], Any] | None = None) -> None:
         super().__init__()
-        check_settings(image_size, canvas_size, optimizer)
-        canvas = int(canvas_size or image_size)
-        energy.check_canvas(int(image_size), canvas)
+        canvas = energy.canvas(image_size, canvas_size)
         self.energy = energy
         self.sampler = sampler
         if hasattr(energy.input_space, "channels_last"):  # grey chains become the net's input in this lay-out
             energy.input_space.channels_last = sampler.channels_last
-        make_buffer = buffer if callable(buffer) else partial(ChainBuffer, **(buffer or {"n_chains": 16}))
-        self.buffer = make_buffer(shape=(energy.input_space.channels, canvas, canvas))
-        self.optimizer_factory = optimizer or partial(torch.optim.SGD, lr=1e-4)
+        self.buffer = buffer(shape=(energy.input_space.channels, canvas, canvas))
+        self.optimizer_factory = checked_optimizer(optimizer)
         self.scheduler_factory = scheduler
-        self._observed: tuple[Tensor, dict[str, Tensor]] | None = None
-        #: the resolved config this module was built from (``frame.run.build.build_model``
-        #: sets it); stored in checkpoints so that the commands can rebuild the model
+        self._observed: tuple[Tensor, dict[str, Tensor], dict[str, Tensor]] | None = None
+        #: the config it was built from (``frame.run.build.build_model`` sets it; checkpoints store it)
         self.model_config: dict[str, Any] | None = None
 
-    # -- the input space ---------------------------------------------------------------------
     @property
     def input_space(self) -> InputSpace:
         return self.energy.input_space
@@ -117,51 +89,31 @@ class FrameModel(pl.LightningModule):
         synthesized = self.synthesize(observed)  # steps 3-5
         feats_syn = self.features(synthesized)  # step 6
         self.log_statistics(summary_obs, feats_syn)
-        self.log_dict(
-            {f"train/langevin/{k}": self.mean_over_processes(v.to(self.device)) for k, v in self.sampler.last_trace.items()},
-            on_step=True, on_epoch=False,
-        )
         return self.energy.contrastive_loss(summary_obs, feats_syn)  # step 7, by the optimizer
 
-    def synthesize(self, observed: Tensor) -> Tensor:
-        """Steps 3 and 5: this process's chain starts from the buffer, L Langevin steps, and the
-        chains back to the buffer (``frame.buffer.ChainBuffer.starts`` / ``keep``)."""
+    def synthesize(self, observed: Tensor) -> Any:
+        """Steps 3 and 5: this process's chain starts from the buffer, L Langevin steps, the chains
+        back to the buffer. Returns what the sampler synthesized (the chains, or every scale's)."""
         start, mask, rows, generator = self.buffer.starts(observed, self.input_space, self.global_rank, self.world_size)
-        chains = self.langevin(start, mask=mask, generator=generator, rows=rows)
-        self.buffer.keep(chains, self.gather)
-        return chains
-
-    def langevin(
-        self,
-        start: Tensor,
-        mask: Tensor | None = None,
-        n_steps: int | None = None,
-        generator: torch.Generator | None = None,
-        rows: tuple[int, int] | None = None,
-        progress: bool = False,
-        step_size: float | None = None,
-        noise: bool | None = None,
-    ) -> Tensor:
-        """Langevin dynamics (eq. 16) on p(I; w) from `start` (input space), `n_steps` steps of
-        `step_size` (default: the sampler's L and delta); only the pixels where `mask` is True move
-        (conditional sampling). Training, ``frame.synthesis`` and ``frame.recovery`` all sample
-        through this method."""
         bounds = self.input_space.bounds(start.device, start.dtype)
-        return self.sampler.sample(
-            self.energy, start, mask=mask, bounds=bounds, n_steps=n_steps, progress=progress, generator=generator, rows=rows,
-            step_size=step_size, noise=noise,
-        )
+        synthesized = self.sampler.synthesize(self.energy, start, mask=mask, bounds=bounds, generator=generator, rows=rows)
+        self.buffer.keep(self.sampler.finest(synthesized), self.gather)
+        return synthesized
 
-    def features(self, x: Tensor) -> dict[str, Tensor]:
-        with self.sampler.autocast(x.device):
-            return self.energy.features(self.sampler.prepare(x))
+    def langevin(self, start: Tensor, mask: Tensor | None = None, **options: Any) -> Tensor:
+        """Langevin dynamics (eq. 16) on p(I; w) from `start` (input space), moving only where `mask`
+        is True; `options` as ``LangevinSampler.sample``. Sampling and recovery go through here."""
+        bounds = self.input_space.bounds(start.device, start.dtype)
+        return self.sampler.sample(self.energy, start, mask=mask, bounds=bounds, **options)
+
+    def features(self, x: Any) -> dict[str, Tensor]:
+        """The energy's features of images or synthesized chains, as the sampler runs the net."""
+        return self.sampler.features(self.energy, x)
 
     @torch.no_grad()
     def observed_features(self, observed: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """The features of the observed images and what learning needs of them, computed once
-        while the batch stays the same (a full-batch run sees the same images every iteration;
-        the filters are frozen). What learning needs: for an energy linear in its features, their
-        mean over the batch ([1, ...], fp32), else the features themselves."""
+        """The features of the observed images and what learning needs of them (for an energy linear
+        in its features their batch mean, [1, ...] fp32), computed once per distinct batch."""
         cached = self._observed
         if cached is None or cached[0].shape != observed.shape or not torch.equal(cached[0], observed):
             feats = self.features(observed)
@@ -177,15 +129,6 @@ class FrameModel(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # -- what the data sets before the first iteration ----------------------------------------
-    @property
-    def world_size(self) -> int:
-        return self.trainer.world_size if self._trainer is not None else 1
-
-    @property
-    def gather(self) -> Callable[[Tensor], Tensor] | None:
-        """All processes' chains from each one's share (None in a single process)."""
-        return (lambda x: self.all_gather(x).flatten(0, 1)) if self.world_size > 1 else None
-
     def setup(self, stage: str) -> None:
         if stage != "fit":
             return
@@ -196,8 +139,7 @@ class FrameModel(pl.LightningModule):
         self.buffer.setup(images, self.world_size)
         if isinstance(images, Tensor):
             self.input_space.fit(images)
-            observed = self.to_input(images.to(self.device))
-            self.energy.fit(observed)
+            self.energy.fit(self.to_input(images.to(self.device)))
 
     def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
         if not self.input_space.is_fitted:  # trained without a data module holding the images
@@ -205,29 +147,23 @@ class FrameModel(pl.LightningModule):
         if not self.energy.is_fitted:
             self.energy.fit(self.to_input(batch))
 
-    # -- monitoring ----------------------------------------------------------------------------
-    def log_statistics(self, feats_obs: dict[str, Tensor], feats_syn: dict[str, Tensor]) -> None:
-        """Logs the statistics gap |H_obs - H_syn| and the energies, per layer and in all."""
-        metrics = statistics_gap(self.energy, feats_obs, feats_syn, self.mean_over_processes)
-        self.log("train/gap_rel", metrics.pop("train/gap_rel"), prog_bar=True, on_step=True, on_epoch=False)
-        self.log_dict(metrics, on_step=True, on_epoch=False)
+    # -- processes and monitoring ----------------------------------------------------------------
+    @property
+    def world_size(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    @property
+    def gather(self) -> Callable[[Tensor], Tensor] | None:
+        """All processes' chains from each one's share (None in a single process)."""
+        return (lambda x: self.all_gather(x).flatten(0, 1)) if self.world_size > 1 else None
 
     def mean_over_processes(self, value: Tensor) -> Tensor:
         """The mean over all processes (identity in a single process)."""
-        if self._trainer is None or self.world_size == 1:
-            return value
-        return self.trainer.strategy.reduce(value, reduce_op="mean")
+        return value if self.world_size == 1 else self.trainer.strategy.reduce(value, reduce_op="mean")
 
-    # -- checkpoints ---------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["frame"] = {"format": 3, "energy": type(self.energy).__name__, "model_config": self.model_config}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # read and upgraded by the run's CheckpointIO (``frame.run.AtomicCheckpointIO``)
-        saved = checkpoint["frame"].get("energy")
-        if saved is not None and saved != type(self.energy).__name__:
-            raise ValueError(
-                f"this checkpoint holds a model with a {saved} but the run builds one with a "
-                f"{type(self.energy).__name__}: pass the same model=... as the run that wrote it"
-            )
-
+    def log_statistics(self, feats_obs: dict[str, Tensor], feats_syn: dict[str, Tensor]) -> None:
+        """Logs the statistics gap |H_obs - H_syn|, the energies and the chains' moves."""
+        metrics = statistics_gap(self.energy, feats_obs, feats_syn, self.mean_over_processes)
+        self.log("train/gap_rel", metrics.pop("train/gap_rel"), prog_bar=True, on_step=True, on_epoch=False)
+        metrics.update({f"train/langevin/{k}": self.mean_over_processes(v.to(self.device)) for k, v in self.sampler.last_trace.items()})
+        self.log_dict(metrics, on_step=True, on_epoch=False)

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from frame.recovery.chains import recovery_of
 from frame.recovery.masks import fill_missing, start_chains
+from frame.synthesis import canvas_side
 
 if TYPE_CHECKING:
     from frame.models.base import FrameModel
@@ -103,21 +104,19 @@ def recovery_step_size(model: FrameModel) -> float:
     return float(model.sampler.step_size if size is None else size)
 
 
-def model_size(model: FrameModel) -> tuple[int, int]:
-    """(H, W) of the model's canvas, the size images are resized to."""
-    return tuple(model.buffer.chains.shape[-2:])
-
-
-def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Antialiased bilinear resize of ``[B, C, h, w]`` images (identity at the same size)."""
-    if tuple(x.shape[-2:]) == tuple(size):
+def resize(x: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """Antialiased bilinear resize of ``[B, C, h, w]`` images to `size` (a side, or (H, W);
+    identity at the same size)."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(x.shape[-2:]) == size:
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def resize_mask(missing: Tensor, size: tuple[int, int]) -> Tensor:
+def resize_mask(missing: Tensor, size: int | tuple[int, int]) -> Tensor:
     """A pixel of the resized mask is missing when any missing pixel falls into it."""
-    if tuple(missing.shape[-2:]) == tuple(size):
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(missing.shape[-2:]) == size:
         return missing.bool()
     h, w = missing.shape[-2:]
     m = missing.float()
@@ -138,7 +137,7 @@ def inpaint_image(
     Returns (recovered [3, h, w] with the input's pixels outside the mask, the recovered
     canvas [3, H, W] at the model's size, for display).
     """
-    size = model_size(model)
+    size = canvas_side(model)
     # whatever the missing pixels hold (a painted hole, say) must not leak into the resized
     # observed pixels next to the hole: they are set to the observed mean before resizing
     small = resize(fill_missing(image[None], missing[None]), size).clamp(0, 1)

@@ -6,7 +6,8 @@
 - ``checkpoints``: reading a checkpoint safely (allow-list, upgrade of older formats),
   rebuilding its model (``load_model``), the checks before resuming, the folder policy, requeue;
 - ``checkpoint_io``: the Lightning ``CheckpointIO`` that writes atomically and reads through the
-  allow-list (the model never reads files);
+  allow-list (the model never reads files); ``checkpoint_header``: the ``frame`` header (format,
+  energy, model config) a run writes into each checkpoint;
 - ``divergence``: the divergence guard and its backoff; ``signals``: stopping on a signal;
 - ``precondition``: the per-weight or per-layer learning rates of Section 5.1 (a callback);
 - ``random_states``: the global random streams in checkpoints; ``run_checkpoint``: Lightning's
@@ -16,6 +17,7 @@ Nothing below the commands (``frame.cli``) imports this package.
 """
 
 from frame.run.build import build_model, prepare_data
+from frame.run.checkpoint_header import CheckpointHeader
 from frame.run.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
 from frame.run.checkpoints import CheckpointError, load_model, read_checkpoint
 from frame.run.divergence import DivergenceError, DivergenceGuard
@@ -26,6 +28,6 @@ from frame.run.run_checkpoint import RunCheckpoint
 from frame.run.signals import RunInterrupted, StopOnSignal
 
 __all__ = [
-    "AtomicCheckpointIO", "CheckpointError", "CheckpointWriteError", "DivergenceError", "DivergenceGuard", "Precondition", "RandomStates",
+    "AtomicCheckpointIO", "CheckpointError", "CheckpointHeader", "CheckpointWriteError", "DivergenceError", "DivergenceGuard", "Precondition", "RandomStates",
     "RunCheckpoint", "RunInterrupted", "StopOnSignal", "build_model", "fit", "load_model", "prepare_data", "read_checkpoint", "train",
 ]

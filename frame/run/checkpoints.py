@@ -47,8 +47,6 @@ from frame.sampling import fast_bf16
 ALLOWED_TARGETS = frozenset({
     "frame.models.FrameModel",
     "frame.models.base.FrameModel",
-    "frame.models.MultigridModel",
-    "frame.models.multigrid.MultigridModel",
     *(f"frame.energies.{name}" for name in ("NonStationaryEnergy", "StationaryEnergy", "GConvNetEnergy", "ScratchEnergy")),
     "frame.energies.deep_frame.NonStationaryEnergy",
     "frame.energies.deep_frame.StationaryEnergy",
@@ -67,6 +65,7 @@ ALLOWED_TARGETS = frozenset({
     "frame.nets.VGG16Features",
     "frame.nets.vgg.VGG16Features",
     "frame.sampling.LangevinSampler",
+    "frame.coarse_to_fine.CoarseToFineSampler",
     "frame.buffer.ChainBuffer",
     "frame.recovery.RecoveryChains",
     "frame.recovery.chains.RecoveryChains",
@@ -78,7 +77,7 @@ ALLOWED_TARGETS = frozenset({
 })
 #: the Hydra keys a stored config may use besides ``_target_``
 HYDRA_KEYS = frozenset({"_partial_", "_convert_", "_recursive_"})
-FORMAT = 3
+FORMAT = 4
 #: deeper than any config we write: a crafted nesting fails here, not in a RecursionError
 MAX_DEPTH = 32
 
@@ -295,16 +294,26 @@ _ENERGIES = {
 def upgrade(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """Rewrites an older checkpoint in place into the current format; a current one is returned
     unchanged. Format 1: ``model.n_chains``, ``model.chains``, a class per variant; format 2:
-    ``model.recovery`` beside ``model.buffer`` (now the chain source ``RecoveryChains``)."""
+    ``model.recovery`` beside ``model.buffer`` (now the chain source ``RecoveryChains``); format 3:
+    a ``MultigridModel`` (now a ``FrameModel`` with a ``CoarseToFineSampler``)."""
     frame = checkpoint.get("frame", {})
     if frame.get("format", 1) >= FORMAT:
         return checkpoint
     if frame.get("format", 1) < 2:
         upgrade_format_1(checkpoint)
     if isinstance(frame.get("model_config"), dict):
-        frame["model_config"] = recovery_as_buffer(frame["model_config"])
+        frame["model_config"] = multigrid_as_sampler(recovery_as_buffer(frame["model_config"]))
     frame["format"] = FORMAT
     return checkpoint
+
+
+def multigrid_as_sampler(config: dict[str, Any]) -> dict[str, Any]:
+    """Format 3 -> 4: a ``MultigridModel`` config as what it now is, a ``FrameModel`` whose
+    sampler runs coarse to fine."""
+    if config.get("_target_") not in ("frame.models.MultigridModel", "frame.models.multigrid.MultigridModel"):
+        return config
+    sampler = {**(config.get("sampler") or {}), "_target_": "frame.coarse_to_fine.CoarseToFineSampler"}
+    return {**config, "_target_": "frame.models.FrameModel", "sampler": sampler}
 
 
 def upgrade_format_1(checkpoint: dict[str, Any]) -> None:
@@ -359,6 +368,10 @@ def check_new_folder(trainer: pl.Trainer, ckpt_path: str | None) -> None:
 
 def check_resumable(model: pl.LightningModule, checkpoint: dict[str, Any], path: str) -> None:
     """Refuses, naming the config keys that differ, a checkpoint whose tensors do not fit `model`."""
+    saved = checkpoint["frame"].get("energy")
+    if saved is not None and saved != type(model.energy).__name__:
+        raise ValueError(f"ckpt_path={path} holds a model with a {saved} but the run builds one with a "
+                         f"{type(model.energy).__name__}: pass the same model=... as the run that wrote it")
     ours = model.state_dict()
     wrong = [
         f"{key} {tuple(value.shape)} there, {tuple(ours[key].shape)} here"

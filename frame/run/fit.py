@@ -20,6 +20,7 @@ from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from frame.run.build import build_model, instantiate_group, prepare_data
+from frame.run.checkpoint_header import CheckpointHeader
 from frame.run.checkpoint_io import AtomicCheckpointIO
 from frame.run.checkpoints import check_finite, check_new_folder, check_random_states, check_resumable, read_checkpoint, requeued_checkpoint
 from frame.run.divergence import DivergenceError, DivergenceGuard
@@ -137,7 +138,7 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
     stop = StopOnSignal()
     precondition = Precondition(cfg.model.get("precondition", "none"))
     trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=[*callbacks, precondition, stop], plugins=plugins(cfg.trainer),
+        cfg.trainer, logger=loggers or False, callbacks=[*callbacks, precondition, stop, CheckpointHeader()], plugins=plugins(cfg.trainer),
     )
     if ckpt_path is None and (requeued := requeued_checkpoint(trainer)):  # a Slurm job requeued into its folder
         stored = read_checkpoint(requeued)
