@@ -34,25 +34,29 @@ from frame.outputs import check_folder, check_target, same_file
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors in what the user gave, flags, files or config (a constructor's ValueError names its key): exit
-    status 2. Imported when a command runs, not before its arguments are parsed (start-up time, frame.cli)."""
-    from hydra.errors import InstantiationException
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-    from omegaconf.errors import OmegaConfBaseException
+def loaded(*names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes ``module.Class`` of `names` whose modules are already imported: an error of a
+    module never imported cannot have been raised, so nothing is imported to catch it (start-up time and
+    memory: ``frame-report`` never loads torch or Lightning)."""
+    found = []
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        if module in sys.modules and isinstance(cls := getattr(sys.modules[module], attr, None), type):
+            found.append(cls)
+    return tuple(found)
 
-    return (OSError, ValueError, OmegaConfBaseException, InstantiationException, MisconfigurationException)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors in what the user gave, flags, files or config (a constructor's ValueError names its key): exit status 2."""
+    return (OSError, ValueError, *loaded("omegaconf.errors.OmegaConfBaseException", "hydra.errors.InstantiationException",
+                                         "lightning_fabric.utilities.exceptions.MisconfigurationException"))
 
 
 def run_errors() -> tuple[type[BaseException], ...]:
     """What could not go on: the machine (no weights, out of memory, a missing package: its message names it)
     or a run that diverged: exit status 1."""
-    import torch
-
-    from frame.nets.weights import WeightsUnavailableError
-    from frame.run.divergence import DivergenceError
-
-    return (WeightsUnavailableError, torch.OutOfMemoryError, MemoryError, ImportError, DivergenceError)
+    return (MemoryError, ImportError, *loaded("torch.OutOfMemoryError", "frame.nets.weights.WeightsUnavailableError",
+                                              "frame.run.divergence.DivergenceError"))
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -154,21 +158,18 @@ def run(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace],
     if args.debug:
         command(args)
         return 0
-    machine, user = run_errors(), user_errors()
     with warnings.catch_warnings():
         warnings.showwarning = lambda message, category, *_, **__: print(
             f"{parser.prog}: warning: {one_line(message)}", file=sys.stderr
         )
         try:
             command(args)
-        except machine as err:
-            return fail(parser.prog, err, 1)
-        except RuntimeError as err:
-            if not out_of_memory(err):
-                raise
-            return fail(parser.prog, err, 1)
-        except user as err:
-            return fail(parser.prog, err, 2)
+        except Exception as err:  # the classes to tell apart are known once the command has run (``loaded``)
+            if isinstance(err, run_errors()) or out_of_memory(err):
+                return fail(parser.prog, err, 1)
+            if isinstance(err, user_errors()):
+                return fail(parser.prog, err, 2)
+            raise
         except KeyboardInterrupt:
             print(f"{parser.prog}: interrupted", file=sys.stderr)
             return 130

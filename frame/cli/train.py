@@ -43,11 +43,11 @@ def task(cfg: DictConfig) -> float | None:
     """Hydra's task: trains, and returns the metric a sweeper minimises."""
     from frame.run import RunInterrupted
 
-    user_errors, run_errors = errors()
     try:
         return train_and_score(cfg)
-    except (*user_errors, *run_errors, RunInterrupted, RuntimeError) as err:
-        if debugging() or (isinstance(err, RuntimeError) and not isinstance(err, RunInterrupted) and not out_of_memory(err)):
+    except Exception as err:  # the classes to tell apart are known once the run has imported them (``errors``)
+        user_errors, run_errors = errors()
+        if debugging() or not (isinstance(err, (*user_errors, *run_errors, RunInterrupted)) or out_of_memory(err)):
             raise
         message, status = report(err)
         print(f"{program()}: error: {message}", file=sys.stderr)
