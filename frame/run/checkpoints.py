@@ -118,7 +118,9 @@ def check_config(config: Any, origin: str, key: str = "model", depth: int = 0) -
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Loads a checkpoint safely, upgraded to the current format, its config checked."""
+    """Loads a checkpoint safely, upgraded to the current format, its config checked, its tensors finite
+    and its random states ones torch, numpy and python accept (whoever reads it: a command, a resume, a
+    requeue, ``init_from``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
@@ -142,6 +144,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if config is not None and not isinstance(config, dict):
         raise CheckpointError(f"{path}: its model config is a {type(config).__name__}, not a config")
     check_config(config, str(path))
+    check_finite(checkpoint, path)
+    check_random_states(checkpoint, path)
     return checkpoint
 
 
@@ -264,8 +268,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> FrameMod
     config = checkpoint["frame"].get("model_config")
     if not config:
         raise CheckpointError(f"{path} carries no model config; it was not written by frame's train.py")
-    check_finite(checkpoint, path)
-    check_random_states(checkpoint, path)
     check_buildable(config, checkpoint["state_dict"], path)
     model = build_stored(config, path)
     if model.sampler.precision == "bf16" and not fast_bf16(device):

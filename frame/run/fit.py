@@ -22,7 +22,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from frame.run.build import build_model, instantiate_group, prepare_data
 from frame.run.checkpoint_header import CheckpointHeader
 from frame.run.checkpoint_io import AtomicCheckpointIO
-from frame.run.checkpoints import check_finite, check_new_folder, check_random_states, check_resumable, read_checkpoint, requeued_checkpoint
+from frame.run.checkpoints import check_new_folder, check_resumable, read_checkpoint, requeued_checkpoint
 from frame.run.divergence import DivergenceError, DivergenceGuard
 from frame.run.folder import claim
 from frame.run.precondition import Precondition
@@ -116,9 +116,6 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
     if (folder := OmegaConf.select(cfg, "trainer.default_root_dir")) is not None:
         claim(Path(folder), "paths.output_dir")  # train() called without train.py's Hydra callback
     checkpoint = read_checkpoint(ckpt_path) if ckpt_path else None
-    if checkpoint is not None:
-        check_finite(checkpoint, ckpt_path)
-        check_random_states(checkpoint, ckpt_path)
     check_trainer(cfg.trainer)
     pl.seed_everything(cfg.seed, workers=True)
     prepare_wandb(cfg)
@@ -141,10 +138,7 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
         cfg.trainer, logger=loggers or False, callbacks=[*callbacks, precondition, stop, CheckpointHeader()], plugins=plugins(cfg.trainer),
     )
     if ckpt_path is None and (requeued := requeued_checkpoint(trainer)):  # a Slurm job requeued into its folder
-        stored = read_checkpoint(requeued)
-        check_finite(stored, requeued)
-        check_random_states(stored, requeued)
-        check_resumable(model, stored, requeued)
+        check_resumable(model, read_checkpoint(requeued), requeued)
         ckpt_path = requeued  # the one Lightning would pick, now checked
     if new_run:
         check_new_folder(trainer, ckpt_path)
