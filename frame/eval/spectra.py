@@ -2,10 +2,27 @@
 
 - :func:`spectrum_distance`: the radially averaged log power spectrum of each set (mean
   power over images and channels at each integer radius of the 2-D DFT, Hann-windowed so
-  the images' borders do not leak a cross into it); the distance is the root mean square,
-  over radii, of the difference of the two log10 profiles (in decades). Blur takes power
-  from the high frequencies, noise adds it there and lacks it at the low ones; a sample set
-  with the right spectrum scores what two sets of real images do.
+  the images' borders do not leak a cross into it); per radius, the error is the absolute
+  difference of the two log10 profiles (in decades), capped at one decade; the distance is
+  its root mean square over log frequency. Two choices make it read as a person does:
+
+  * **each octave weighs the same**: the rings sit at linearly spaced radii, so a plain mean
+    over them gives the top octave (half Nyquist to Nyquist) as much say as all the others
+    together, and whatever happens only there (the depth of a blur's tail) would rule the
+    distance. Natural images' power falls about as 1/f^2, the same at every scale, and a
+    pyramid (the visual system's frequency channels, Portilla and Simoncelli's statistics)
+    gives each octave one voice: radius r is weighted 1/r, the log-frequency width of its
+    ring (d ln r = dr / r).
+  * **a band off by more than tenfold is simply wrong**: beyond one decade how far it is
+    off says nothing a person sees (a blurred set's upper band is gone whether its power is
+    10^-3 or 10^-6 of the real one's, and how deep it reads depends on the quantisation
+    floor below), so each band's error saturates at one decade.
+
+  The distance is 0 for the same spectrum and 1 when every octave is off tenfold or more.
+  Blur takes the upper octaves' power away and leaves the lower ones; white noise is
+  wrong at both ends (too little power at the lowest frequencies, far too much at the
+  highest); patchwork seams and grids add high-frequency power. A sample set with the right
+  spectrum scores what two sets of real images do.
 - :func:`grid_peaks`: for each period p (2, 4, 8, 16 px: the strides of the VGG-16 taps'
   pooling, the periods of grid and checkerboard artefacts), the power on the lattice of
   frequencies a p-periodic pattern occupies (multiples of 1/p cycles per pixel, both axes)
@@ -31,6 +48,8 @@ from frame.eval.features import as_rgb01
 GRID_PERIODS = (2, 4, 8, 16)
 #: grid_peak above this is a visible grid
 GRID_PEAK_BAD = 1.5
+#: a band whose power is off by more than this many decades (tenfold) counts as wrong, however far
+SATURATION_DECADES = 1.0
 #: power per DFT bin of 8-bit quantisation noise (unit-energy window)
 QUANTISATION_POWER = 1 / (12 * 255**2)
 
@@ -65,10 +84,12 @@ def radial_profile(power: Tensor) -> Tensor:
 
 
 def spectrum_distance(samples: Tensor, reference: Tensor) -> float:
-    """RMS over radii of log10 radial power, samples minus reference (decades; 0 = same spectrum)."""
+    """Log-frequency RMS of the per-radius log10 power error, capped at one decade (0 = same spectrum, 1 = every band tenfold off)."""
     _check(samples, reference)
     difference = radial_profile(power_spectrum(samples)).log10() - radial_profile(power_spectrum(reference)).log10()
-    return float(difference.pow(2).mean().sqrt())
+    error = difference.abs().clamp(max=SATURATION_DECADES)
+    weight = 1 / torch.arange(1, len(error) + 1, dtype=torch.float64)  # radius r: its ring's width in log frequency
+    return float((weight * error.pow(2)).sum().div(weight.sum()).sqrt())
 
 
 def lattice_ratio(power: Tensor, period: int) -> float:
