@@ -73,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
                    help="images per Langevin batch and per VGG-16 pass (default: every chain at once, 50 images per pass)")
     p.add_argument("--n-crops", type=positive_int, default=64, help="texture: crops per compared set")
     p.add_argument("--no-c2st", dest="c2st", action="store_false",
-                   help="leave out the two-sample classifier (c2st_acc, c2st_auc): the slow rows")
+                   help="leave out the two-sample classifier (c2st_acc, c2st_auc, c2st_bits): the slow rows")
     p.add_argument("--vgg-source", default="caffe",
                    help="the judge's VGG-16 weights: caffe, torchvision, a state-dict path, or random (dry runs only)")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default: see above)")

@@ -29,8 +29,9 @@ pyramid can halve (``frame.eval.portilla``, no VGG), pixel moments, colour histo
 Measures outside VGG-16, in pixels (both kinds, after the VGG rows): ``c2st_acc`` and
 ``c2st_auc``, the held-out accuracy and AUC of a convnet trained from scratch to tell the
 samples from real images (``frame.eval.c2st``; with a 95% interval; 1/2 = indistinguishable;
-the slow one: ``c2st=False`` leaves it out); ``spectrum``, the distance of the radially
-averaged log power spectra, and ``grid_peak``, the samples' power at the periods 2, 4, 8 and
+the slow one: ``c2st=False`` leaves it out), and ``c2st_bits``, its held-out information
+(0 at chance, 1 when sure and right on every image: it ranks sets that both read accuracy 1);
+``spectrum``, the distance of the radially averaged log power spectra, and ``grid_peak``, the samples' power at the periods 2, 4, 8 and
 16 px relative to the real images' (``frame.eval.spectra``; its ceiling is 1.5, the level of a
 visible grid, since noise has no grid); objects only: ``copies``, the fraction of samples that
 are near-copies of a training image, and ``copy_ratio``, their median distance to the nearest
@@ -75,7 +76,7 @@ HIGHER_IS_BETTER = frozenset({"precision", "recall", "density", "coverage", "dis
 #: metrics computed on VGG-16 features (the table marks them)
 VGG_METRICS = frozenset({"kid", "fd", "precision", "recall", "density", "coverage", "gram_rel", "swd_rel"})
 #: the two-sample classifier's rows (the slow measure)
-C2ST_METRICS = ("c2st_acc", "c2st_auc")
+C2ST_METRICS = ("c2st_acc", "c2st_auc", "c2st_bits")
 OBJECT_METRICS = (
     "kid", "fd", "precision", "recall", "density", "coverage", "distinct", "pixel_mean", "pixel_std", "colour_hist",
     *C2ST_METRICS, "spectrum", "grid_peak", "copies", "copy_ratio",
@@ -247,7 +248,7 @@ class Evaluator:
         return {
             "c2st_acc": result.accuracy, "c2st_acc_low": result.accuracy_interval[0],
             "c2st_acc_high": result.accuracy_interval[1], "c2st_auc": result.auc, "c2st_auc_low": result.auc_interval[0],
-            "c2st_auc_high": result.auc_interval[1], "c2st_p": result.p_value,
+            "c2st_auc_high": result.auc_interval[1], "c2st_p": result.p_value, "c2st_bits": result.information,
         }
 
     def _sets(self, samples: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -266,7 +267,7 @@ class Evaluator:
     def raw(self, samples: Tensor, c2st: bool = False) -> dict[str, float]:
         """The samples' metrics alone (no calibration): ``kid``, ``kid_std``, ``fd``, ... or ``gram_rel``, ...
 
-        ``c2st``: also the classifier's ``c2st_acc``, ``c2st_auc`` (with ``_low``/``_high``) and ``c2st_p``.
+        ``c2st``: also the classifier's ``c2st_acc``, ``c2st_auc`` (with ``_low``/``_high``), ``c2st_bits`` and ``c2st_p``.
         """
         images, _, _, real = self._sets(samples)
         values = self._raw(images)
@@ -309,7 +310,7 @@ class Evaluator:
         return {name: self._score(name, values, floor, ceiling) for name in names if name in values}
 
     def c2st_scores(self, samples: Tensor) -> dict[str, Score]:
-        """The classifier's rows alone (``c2st_acc``, ``c2st_auc``)."""
+        """The classifier's rows alone (``c2st_acc``, ``c2st_auc``, ``c2st_bits``)."""
         floor, ceiling = self.calibration(samples, c2st=True)
         images, _, _, real = self._sets(samples)
         values = self._c2st(images, real)
