@@ -1,9 +1,35 @@
-"""The measures outside VGG-16 (frame.eval.c2st, spectra, copies): the maths by hand, then calibration on faces.
+"""The measures outside VGG-16 (frame.eval.c2st, spectra, copies): the maths by hand, then calibration.
 
-Calibration: each measure must tell the aligned LFW faces' artefact ladder apart, judged against
-50 real faces: 50 held-out real faces < the same with a 4 px grid of a few grey levels (the
-amplitude of the grid in the main job's chains) < composites of 8 px patches of different faces
-< heavily blurred faces (Gaussian, sigma = 2 px at 32 px) < white noise. 32 px keeps it fast.
+Calibration on faces: the distances must rank the aligned LFW faces' artefact ladder, each rung
+50 images made from faces 0-49 and judged against faces 50-99, in the order a person would:
+
+1. held-out real faces (the floor);
+2. the same with a 4 px grid (lines every 4 px both ways) of RMS 0.0027 (0.7 grey levels): the
+   4 px lattice's power above the smooth spectrum, in the chains of the main, fig6 and
+   scratch_faces jobs at their 64 px, is at most that (scratch_faces; the main job's is no more
+   than real faces' own);
+3. composites: every image a 4 x 4 patchwork of patches of other faces, each at its place (16 px
+   at 64 px, about one feature each: an eye, the nose, a mouth corner): every feature a real
+   face's, the whole face nobody's;
+4. heavily blurred faces: Gaussian sigma = 1/16 of the side (4 px at 64 px), power tenfold down
+   from an eighth of the band up: the face at about 4 cycles across, eyes and mouth gone;
+5. uniform white noise (the ceiling).
+
+The spectral ladder is judged at 64 px, the chains' size (it costs milliseconds); the classifier
+judges the same ladder built at 32 px, to keep it fast, with the settings ``frame-eval`` uses.
+Its accuracy saturates on the top three rungs, so there they are ranked by accuracy, ties broken
+by its held-out information (bits): stable in its order over seeds 0, 1, 2 (bench/README). The
+grid is as faint as the chains': the spectrum sees it, the classifier does not (nor does a
+person on real faces; the chains show it because they are smooth, which the blur rung stands
+for).
+
+``grid_peak`` and ``copies`` are detectors, not distances: they are not meant to rank the ladder.
+Their calibration is "fires on its own artefact (the grid; training images given back), silent on
+every other rung".
+
+On textures (scikit-image's brick, grass, gravel): the exemplar's own crops < crops of another
+texture < noise, for the spectrum and the classifier on crops (the Portilla-Simoncelli distance:
+tests/test_portilla.py).
 """
 
 from __future__ import annotations
@@ -27,11 +53,12 @@ from frame.eval.spectra import (
     radial_profile,
     spectrum_distance,
 )
+from frame.eval.texture import random_crops
 
-SIZE = 32
-#: RMS of the 4 px grid added to real faces, in [0, 1] units (about 2.5 grey levels)
-GRID_AMPLITUDE = 0.01
+#: RMS of the 4 px grid added to real faces, in [0, 1] units (0.7 grey levels): the chains' (module docstring)
+GRID_AMPLITUDE = 0.0027
 LADDER = ("held-out", "grid", "composite", "blur", "noise")
+TEXTURES = ("brick", "grass", "gravel")
 
 
 def four_px_grid(size: int, amplitude: float) -> torch.Tensor:
@@ -53,23 +80,35 @@ def composites(faces: torch.Tensor, patches: int, generator: torch.Generator) ->
     return out
 
 
+def make_ladder(faces: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The artefact ladder (module docstring), each 50 images made from faces 0-49."""
+    held_out, size = faces[:50], faces.shape[-1]
+    generator = torch.Generator().manual_seed(0)
+    sigma = size / 16
+    return {
+        "held-out": held_out,
+        "grid": (held_out + four_px_grid(size, GRID_AMPLITUDE)).clamp(0, 1),
+        "composite": composites(held_out, 4, generator),
+        "blur": gaussian_blur(held_out, 2 * round(3 * sigma) + 1, sigma),
+        "noise": torch.rand(held_out.shape, generator=generator),
+    }
+
+
 @pytest.fixture(scope="module")
 def faces() -> torch.Tensor:
-    return to_tensor(embedded_images("lfw_faces"), SIZE)  # [100, 3, 32, 32]
+    return to_tensor(embedded_images("lfw_faces"), 64)  # [100, 3, 64, 64]
 
 
 @pytest.fixture(scope="module")
 def ladder(faces) -> dict[str, torch.Tensor]:
-    """The artefact ladder, each 50 images made from faces 0-49; faces 50-99 are the real images they are judged against."""
-    held_out = faces[:50]
-    generator = torch.Generator().manual_seed(0)
-    return {
-        "held-out": held_out,
-        "grid": (held_out + four_px_grid(SIZE, GRID_AMPLITUDE)).clamp(0, 1),
-        "composite": composites(held_out, 4, generator),
-        "blur": gaussian_blur(held_out, 9, 2.0),
-        "noise": torch.rand(held_out.shape, generator=generator),
-    }
+    """The ladder at 64 px; faces 50-99 are the real images it is judged against."""
+    return make_ladder(faces)
+
+
+@pytest.fixture(scope="module")
+def textures() -> dict[str, torch.Tensor]:
+    """256 px exemplars, near the 224 px the texture jobs train at."""
+    return {name: to_tensor(embedded_images(name), 256) for name in TEXTURES}
 
 
 # ----------------------------------------------------------------------------- by hand
@@ -95,6 +134,22 @@ def test_white_noise_spectrum_is_flat_at_its_variance():
     assert profile.mean().item() == pytest.approx(0.01 + QUANTISATION_POWER, rel=0.05)
     assert (profile / profile.mean()).sub(1).abs().max() < 0.15
     assert spectrum_distance(noise, noise) == 0
+
+
+def test_spectrum_distance_weighs_octaves_alike_and_saturates_at_a_decade():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(100, 1, 32, 32, generator=g)
+    faint = 0.5 + 0.02 * noise
+    # contrast x 10^(1/4): every band 10^(1/2) times the power (less the quantisation floor's share)
+    assert spectrum_distance(0.5 + 0.02 * 10**0.25 * noise, faint) == pytest.approx(0.5, abs=0.01)
+    # contrast x 15: every band more than a decade off, however far: the distance saturates at 1
+    assert spectrum_distance(0.5 + 0.3 * noise, faint) == pytest.approx(1.0, abs=1e-3)
+    # by hand: radius r weighs 1/r, each band's |log10 ratio| capped at 1
+    blurred = gaussian_blur(faint, 5, 1.0)
+    error = (radial_profile(power_spectrum(blurred)).log10() - radial_profile(power_spectrum(faint)).log10()).abs().clamp(max=1)
+    weight = 1 / torch.arange(1, 17, dtype=torch.float64)
+    assert spectrum_distance(blurred, faint) == pytest.approx(float(((weight * error**2).sum() / weight.sum()).sqrt()), rel=1e-12)
+    assert error[-1] == 1 and error[0] < 0.1  # the blur took the top band away and left the lowest
 
 
 def test_grid_peak_finds_a_periodic_pattern_at_its_period():
@@ -126,7 +181,7 @@ def test_nearest_distances_and_copies_by_hand():
 
 def test_c2st_is_seeded_balanced_and_leaves_the_global_stream_alone(faces):
     noise = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    small = faces[:20, :, ::2, ::2]
+    small = faces[:20, :, ::4, ::4]
     before = torch.random.get_rng_state()
     result = c2st(noise, small, folds=3, epochs=10)
     assert torch.equal(torch.random.get_rng_state(), before)
@@ -134,6 +189,7 @@ def test_c2st_is_seeded_balanced_and_leaves_the_global_stream_alone(faces):
     assert (result.n_per_side, result.n_test) == (12, 24)  # the 20 faces subsampled to 12
     assert result.accuracy_interval[0] <= result.accuracy <= result.accuracy_interval[1]
     assert result.accuracy > 0.8 and result.p_value < 0.01  # noise against faces
+    assert 0.5 < result.information <= 1  # sure of most, in bits
     with pytest.raises(ValueError, match="at least 5 images per side"):
         c2st(noise[:4], small, folds=5)
 
@@ -144,11 +200,9 @@ def test_c2st_is_seeded_balanced_and_leaves_the_global_stream_alone(faces):
 def test_spectrum_distance_ranks_the_ladder(faces, ladder):
     real = faces[50:]
     distance = {name: spectrum_distance(images, real) for name, images in ladder.items()}
-    assert distance["held-out"] < distance["grid"] < distance["composite"] < distance["blur"], distance
-    assert distance["noise"] > 3 * distance["composite"], distance
-    # a heavily blurred set has lost the upper half of the spectrum as completely as noise has
-    # replaced it: both sit at the ceiling's level, in either order
-    assert min(distance["blur"], distance["noise"]) > 10 * distance["held-out"], distance
+    assert [distance[name] for name in LADDER] == sorted(distance.values()), distance
+    assert distance["grid"] < 2 * distance["held-out"] < distance["composite"], distance  # the grid is faint
+    assert distance["noise"] < 1  # some bands of white noise are less than tenfold off
 
 
 def test_grid_peak_flags_the_grid_and_nothing_else(faces, ladder):
@@ -156,7 +210,6 @@ def test_grid_peak_flags_the_grid_and_nothing_else(faces, ladder):
     peak = {name: grid_peak(images, real) for name, images in ladder.items()}
     assert peak["grid"] > GRID_PEAK_BAD, peak
     assert all(value < 1.3 for name, value in peak.items() if name != "grid"), peak
-    assert peak["held-out"] < peak["grid"]
 
 
 def test_copies_catch_memorised_training_images_and_nothing_on_the_ladder(faces, ladder):
@@ -169,20 +222,59 @@ def test_copies_catch_memorised_training_images_and_nothing_on_the_ladder(faces,
         assert scores["copies"] == 0, (name, scores)
     floor = copy_scores(held_out_distances(training), typical)
     assert floor == {"copies": 0.0, "copy_ratio": 1.0}
-    memorised = (training + four_px_grid(SIZE, GRID_AMPLITUDE)).clamp(0, 1)  # the training faces, with a grid
+    memorised = (training + four_px_grid(64, GRID_AMPLITUDE)).clamp(0, 1)  # the training faces, with the grid
     scores = copy_scores(nearest_distances(memorised, training), typical)
     assert scores["copies"] == 1 and scores["copy_ratio"] < 0.2
 
 
 @pytest.mark.slow
-def test_c2st_tells_every_artefact_from_real_faces_and_not_real_from_real(faces, ladder):
-    real = faces[50:]
-    results = {name: c2st(images, real, folds=4, epochs=10) for name, images in ladder.items()}
-    accuracy = {name: round(r.accuracy, 3) for name, r in results.items()}
-    low, high = results["held-out"].accuracy_interval
-    assert low < 0.5 < high and results["held-out"].p_value > 0.05, accuracy
-    for name in LADDER[1:]:  # the faint grid is the hardest: told apart, but not every time
-        assert results[name].accuracy > accuracy["held-out"] + 0.08 and results[name].p_value < 0.05, accuracy
+def test_c2st_ranks_the_ladder(faces):
+    small = make_ladder(to_tensor(embedded_images("lfw_faces"), 32))
+    real = to_tensor(embedded_images("lfw_faces"), 32)[50:]
+    results = {name: c2st(images, real) for name, images in small.items()}  # frame-eval's folds and epochs
+    read = {name: (round(r.accuracy, 3), round(r.information, 3)) for name, r in results.items()}
+    for name in ("held-out", "grid"):  # chance: the interval holds 1/2
+        low, high = results[name].accuracy_interval
+        assert low < 0.5 < high and results[name].p_value > 0.05, read
     for name in ("composite", "blur", "noise"):
-        assert results[name].accuracy_interval[0] > 0.75, accuracy
-    assert results["noise"].accuracy == max(accuracy.values())
+        assert results[name].accuracy_interval[0] > 0.75, read
+    top = [(results[name].accuracy, results[name].information) for name in ("composite", "blur", "noise")]
+    assert top[0] < top[1] < top[2], read  # by accuracy, ties by information
+
+
+# ----------------------------------------------------------------------------- calibration on textures
+
+
+def texture_ladder(textures: dict[str, torch.Tensor], name: str, side: int, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(exemplar crops, {own: other crops of it, each other texture: its crops, noise}), ``n`` crops of ``side`` px each.
+
+    Own crops come from the whole exemplar, as ``frame-eval``'s floor does (the halves of brick
+    differ in lighting, which a classifier sees).
+    """
+    def crops(images: torch.Tensor, seed: int) -> torch.Tensor:
+        return random_crops(images, side, n, torch.Generator().manual_seed(seed))
+
+    sets = {"own": crops(textures[name], 1)}
+    sets.update({other: crops(textures[other], 1) for other in TEXTURES if other != name})
+    sets["noise"] = torch.rand(n, 3, side, side, generator=torch.Generator().manual_seed(2))
+    return crops(textures[name], 0), sets
+
+
+@pytest.mark.parametrize("name", TEXTURES)
+def test_spectrum_distance_ranks_own_crops_below_other_textures_below_noise(textures, name):
+    exemplar, sets = texture_ladder(textures, name, 32, 32)
+    distance = {key: spectrum_distance(images, exemplar) for key, images in sets.items()}
+    others = [value for key, value in distance.items() if key not in ("own", "noise")]
+    assert distance["own"] < min(others) and max(others) < distance["noise"], distance
+
+
+@pytest.mark.slow
+def test_c2st_on_crops_ranks_own_crops_below_other_textures_below_noise(textures):
+    exemplar, sets = texture_ladder(textures, "brick", 16, 32)  # brick: the texture preset's exemplar
+    results = {key: c2st(images, exemplar, crop=0.75) for key, images in sets.items()}  # frame-eval's settings for textures
+    read = {key: (round(r.accuracy, 3), round(r.information, 3)) for key, r in results.items()}
+    low, high = results["own"].accuracy_interval
+    assert low < 0.5 < high, read
+    for other in ("grass", "gravel"):
+        assert results[other].accuracy_interval[0] > 0.75, read
+        assert (results[other].accuracy, results[other].information) < (results["noise"].accuracy, results["noise"].information), read
