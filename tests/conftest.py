@@ -1,8 +1,11 @@
-"""Shared fixtures: a tiny frozen filter bank with the extractor interface, for fast tests."""
+"""Shared fixtures: a tiny frozen filter bank with the extractor interface, and one small run
+trained as a user trains it, for fast tests."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,15 @@ from frame.input_space import InputSpace
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = str(ROOT / "conf")
+#: the default config's callbacks.eval_metrics (kind auto, ...), every step, judged by random weights
+EVAL_EVERY_STEP = (
+    "++callbacks.eval_metrics={_target_:frame.callbacks.EvalMetrics,every_n_steps:1,kind:auto,n_samples:64,"
+    "max_reference:200,source:random,min_size:32}"
+)
+#: the overrides of the shared run (``small_run``) after ``debug=fast``
+SMALL_RUN = ("logger=csv", "model.buffer.n_chains=6", "model.energy.extractor.layers=[conv1_1]", EVAL_EVERY_STEP)
 
 
 class IdentitySpace(InputSpace):
@@ -64,3 +75,16 @@ class TinyExtractor(nn.Module):
 @pytest.fixture
 def tiny_extractor() -> TinyExtractor:
     return TinyExtractor()
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """The folder of ``python train.py debug=fast`` (random VGG-16 conv1_1, 32 px faces, 3 steps)
+    with 6 chains and the eval callback on every step, run once in a subprocess as a user runs it.
+    Shared by the frame-eval and frame-report tests: they read it, and write into it only
+    frame-report's default ``report.html``."""
+    out = tmp_path_factory.mktemp("small_run") / "run"
+    done = subprocess.run([sys.executable, "train.py", "debug=fast", f"hydra.run.dir={out}", *SMALL_RUN], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
