@@ -4,8 +4,6 @@ trained as a user trains it, for fast tests."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -79,12 +77,10 @@ def tiny_extractor() -> TinyExtractor:
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory) -> Path:
-    """The folder of ``python train.py debug=fast`` (random VGG-16 conv1_1, 32 px faces, 3 steps)
-    with 6 chains and the eval callback on every step, run once in a subprocess as a user runs it.
-    Shared by the frame-eval and frame-report tests: they read it, and write into it only
-    frame-report's default ``report.html``."""
-    out = tmp_path_factory.mktemp("small_run") / "run"
-    done = subprocess.run([sys.executable, "train.py", "debug=fast", f"hydra.run.dir={out}", *SMALL_RUN], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    """The folder of a run of ``frame.train`` (``frame-train debug=fast`` in a subprocess, as a
+    user runs it: random VGG-16 conv1_1, 32 px faces, 3 steps) with 6 chains and the eval
+    callback on every step, trained once. Shared by the Python API, frame-eval and frame-report
+    tests: they read it, and write into it only frame-report's default ``report.html``."""
+    import frame
+
+    return frame.train(["debug=fast", *SMALL_RUN, f"paths.log_dir={tmp_path_factory.mktemp('small_run')}"])
