@@ -6,12 +6,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
-from torch import Tensor, nn
+# One thread per process unless the caller chose: the tests' tensors are tiny, and a second
+# thread mostly waits (on a busy machine it spins); the commands the tests start inherit it.
+# Set before torch loads so that its thread pool starts with it.
+ONE_THREAD = "OMP_NUM_THREADS" not in os.environ
+if ONE_THREAD:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
-from frame.input_space import InputSpace
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
 
+from frame.input_space import InputSpace  # noqa: E402
+
+if ONE_THREAD:
+    torch.set_num_threads(1)  # torch may have loaded before this file (a plugin)
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
