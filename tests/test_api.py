@@ -16,6 +16,8 @@ import torch
 import frame
 from frame.scoring import score_images
 
+#: with parallel workers (pytest-xdist), the tests of one trained run share a worker
+pytestmark = pytest.mark.xdist_group("small_run")
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["debug=fast", "logger=csv", "model=nonstationary", "data.image_size=32", "vgg_source=random",
         "model.energy.extractor.layers=[conv1_1]"]

@@ -28,6 +28,8 @@ from frame.eval import NOT_FID
 from frame.eval.report import C2ST_METRICS, OBJECT_METRICS, VGG_METRICS, VGG_NOTE
 from tests.conftest import CONF_DIR
 
+#: with parallel workers (pytest-xdist), the tests of one trained run share a worker
+pytestmark = pytest.mark.xdist_group("small_run")
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(sys.executable).parent
 ENV = {**os.environ, "WANDB_MODE": "disabled"}

@@ -25,6 +25,8 @@ from PIL import Image
 
 from frame.cli.report import main
 
+#: with parallel workers (pytest-xdist), the tests of one trained run share a worker
+pytestmark = pytest.mark.xdist_group("small_run")
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(sys.executable).parent
 ENV = {**os.environ, "WANDB_MODE": "disabled"}
