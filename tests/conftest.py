@@ -1,20 +1,38 @@
-"""Shared fixtures: a tiny frozen filter bank with the extractor interface, for fast tests."""
+"""Shared fixtures: a tiny frozen filter bank with the extractor interface, and one small run
+trained as a user trains it, for fast tests."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import pytest
-import torch
-from torch import Tensor, nn
+# One thread per process unless the caller chose: the tests' tensors are tiny, and a second
+# thread mostly waits (on a busy machine it spins); the commands the tests start inherit it.
+# Set before torch loads so that its thread pool starts with it.
+ONE_THREAD = "OMP_NUM_THREADS" not in os.environ
+if ONE_THREAD:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
-from frame.input_space import InputSpace
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
 
+from frame.input_space import InputSpace  # noqa: E402
+
+if ONE_THREAD:
+    torch.set_num_threads(1)  # torch may have loaded before this file (a plugin)
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = str(ROOT / "conf")
+#: the default config's callbacks.eval_metrics (kind auto, ...), every step, judged by random weights
+EVAL_EVERY_STEP = (
+    "++callbacks.eval_metrics={_target_:frame.callbacks.EvalMetrics,every_n_steps:1,kind:auto,n_samples:64,"
+    "max_reference:200,source:random,min_size:32}"
+)
+#: the overrides of the shared run (``small_run``) after ``debug=fast``
+SMALL_RUN = ("logger=csv", "model.buffer.n_chains=6", "model.energy.extractor.layers=[conv1_1]", EVAL_EVERY_STEP)
 
 
 class IdentitySpace(InputSpace):
@@ -64,3 +82,14 @@ class TinyExtractor(nn.Module):
 @pytest.fixture
 def tiny_extractor() -> TinyExtractor:
     return TinyExtractor()
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """The folder of a run of ``frame.train`` (``frame-train debug=fast`` in a subprocess, as a
+    user runs it: random VGG-16 conv1_1, 32 px faces, 3 steps) with 6 chains and the eval
+    callback on every step, trained once. Shared by the Python API, frame-eval and frame-report
+    tests: they read it, and write into it only frame-report's default ``report.html``."""
+    import frame
+
+    return frame.train(["debug=fast", *SMALL_RUN, f"paths.log_dir={tmp_path_factory.mktemp('small_run')}"])

@@ -1,4 +1,5 @@
-"""The Python API (``import frame``): a tiny run trained by ``frame.train``, the README's example
+"""The Python API (``import frame``): a tiny run trained by ``frame.train`` (conftest's
+``small_run``), the README's example
 executed on its checkpoint, and ``sample`` / ``score`` / ``inpaint`` / ``evaluate`` checked
 against the library functions the commands use."""
 
@@ -15,9 +16,11 @@ import torch
 import frame
 from frame.scoring import score_images
 
+#: with parallel workers (pytest-xdist), the tests of one trained run share a worker
+pytestmark = pytest.mark.xdist_group("small_run")
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["debug=fast", "logger=csv", "model=nonstationary", "data.image_size=32", "vgg_source=random",
-        "model.energy.extractor.layers=[conv1_1]", "model.buffer.n_chains=4"]
+        "model.energy.extractor.layers=[conv1_1]"]
 
 
 def readme_example() -> str:
@@ -28,9 +31,9 @@ def readme_example() -> str:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    logs = tmp_path_factory.mktemp("api")
-    return frame.train([*TINY, f"paths.log_dir={logs}"])
+def run(small_run) -> Path:
+    """conftest's run of ``frame.train``: 32 px, random VGG-16 conv1_1, 6 chains."""
+    return small_run
 
 
 def test_import_frame_does_not_import_torch():
@@ -38,7 +41,7 @@ def test_import_frame_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-@pytest.mark.slow  # trains a tiny run (shared by this module's tests)
+@pytest.mark.slow  # a tiny run (conftest's small_run, shared with the frame-eval and frame-report tests)
 def test_train_returns_the_run_folder(run, tmp_path_factory):
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / ".hydra" / "config.yaml").is_file()
     assert run.parent.name == "runs" and run.parents[1].name == "train"  # paths.log_dir/train/runs/<stamp>
@@ -60,7 +63,7 @@ def test_readme_example_runs(run, capsys):
     assert "floor (real)" in table and "ceiling" in table and re.search(r"^kid\s+\S+", table, re.M)
 
 
-@pytest.mark.slow  # trains a tiny run (shared by this module's tests)
+@pytest.mark.slow  # a tiny run (conftest's small_run, shared with the frame-eval and frame-report tests)
 def test_model_methods_match_the_library(run):
     model = frame.load(run / "checkpoints" / "last.ckpt")
     assert model.image_size == 32
@@ -81,7 +84,7 @@ def test_model_methods_match_the_library(run):
         model.inpaint(images, masks[:2])
 
 
-@pytest.mark.slow  # trains a tiny run (shared by this module's tests)
+@pytest.mark.slow  # a tiny run (conftest's small_run, shared with the frame-eval and frame-report tests)
 def test_evaluate_takes_tensors_names_and_folders(run, tmp_path):
     model = frame.load(run / "checkpoints" / "last.ckpt")
     samples = model.sample(2, steps=1)

@@ -1,10 +1,12 @@
 """The console scripts, run as a user runs them: subprocesses, exit status, one-line errors.
 
-Two tiny checkpoints are trained once (``python train.py debug=fast ...``): a non-stationary
-model whose VGG-16 filters come from a weights file, and a grey net learned from scratch.
-Both are copied away and the training folder and the weights file deleted, so every command
-below works on a checkpoint alone; the commands run with ``FRAME_CACHE``, ``HOME`` and
-``TORCH_HOME`` pointing at empty folders and the network unreachable.
+Two tiny checkpoints are trained once (train.py's config, ``debug=fast``, trained in this
+process): a non-stationary model whose VGG-16 filters come from a weights file, and a grey net
+learned from scratch. Both are copied away and the training folder and the weights file
+deleted, so every command below works on a checkpoint alone. frame-sample, frame-score and
+frame-inpaint run once each as subprocesses, with ``FRAME_CACHE``, ``HOME`` and ``TORCH_HOME``
+pointing at empty folders and the network unreachable; the other cases call the same ``main``
+in this process (the exit status it returns is the command's).
 """
 
 from __future__ import annotations
@@ -51,11 +53,10 @@ def isolated_env(root: Path) -> dict[str, str]:
 
 
 def train(out: Path, *overrides: str) -> Path:
-    result = subprocess.run(
-        [sys.executable, "train.py", "debug=fast", "logger=csv", f"paths.output_dir={out}", *overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    from frame.run import train as fit
+    from tests.test_training import make_cfg
+
+    fit(make_cfg(out, *overrides))
     return out / "checkpoints" / "last.ckpt"
 
 
@@ -91,6 +92,19 @@ def run(world, *args: str) -> subprocess.CompletedProcess:
     env = isolated_env(world["env"])
     return subprocess.run([script(args[0]), *args[1:]], capture_output=True, text=True, env=env,
                           cwd=world["root"], timeout=TIMEOUT)
+
+
+def run_here(world, monkeypatch, capsys, *args: str) -> subprocess.CompletedProcess:
+    """The command's ``main`` in this process, in the world's folder: its status, stdout and stderr."""
+    from frame.cli import fetch_weights, inpaint, sample, score
+
+    main = {"frame-sample": sample.main, "frame-score": score.main, "frame-inpaint": inpaint.main,
+            "frame-fetch-weights": fetch_weights.main}[args[0]]
+    monkeypatch.chdir(world["root"])
+    capsys.readouterr()
+    status = main(list(args[1:]))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), status, out, err)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, prog: str, *fragments: str) -> str:
@@ -151,14 +165,14 @@ def test_no_part_of_a_checkpoint_holds_a_path_of_the_training_machine(world):
 
 
 # -- recovery of grey images; outputs never over inputs -----------------------------------------
-def test_saved_masks_do_not_collide_with_an_input_folder_named_masks(world):
+def test_saved_masks_do_not_collide_with_an_input_folder_named_masks(world, monkeypatch, capsys):
     root, ckpt = world["root"], str(world["grey"])
     faces = root / "faces"
     (faces / "masks").mkdir(parents=True)
     rng = np.random.default_rng(1)
     for name in ("f.png", "masks/f.png"):  # an input subfolder named like the saved masks' folder
         Image.fromarray(rng.integers(0, 256, (48, 40), dtype=np.uint8)).save(faces / name)
-    first = run(world, "frame-inpaint", "--ckpt", ckpt, "--input", "faces", "--mask-size", "12", "--seed", "3",
+    first = run_here(world, monkeypatch, capsys, "frame-inpaint", "--ckpt", ckpt, "--input", "faces", "--mask-size", "12", "--seed", "3",
                 "--out", "grey1", "--device", "cpu")
     assert first.returncode == 0, first.stderr
     out = root / "grey1"
@@ -170,17 +184,17 @@ def test_saved_masks_do_not_collide_with_an_input_folder_named_masks(world):
         mask = np.asarray(Image.open(out / "masks" / name).convert("L"))
         assert set(np.unique(mask)) == {0, 255} and (mask == 255).sum() == 12 * 12
     # the saved masks are the ones used: the same seed with --masks gives the same images
-    again = run(world, "frame-inpaint", "--ckpt", ckpt, "--input", "faces", "--masks", "grey1/masks", "--seed", "3",
+    again = run_here(world, monkeypatch, capsys, "frame-inpaint", "--ckpt", ckpt, "--input", "faces", "--masks", "grey1/masks", "--seed", "3",
                 "--out", "grey2", "--device", "cpu")
     assert again.returncode == 0, again.stderr
     assert digest(root / "grey2" / "images") == digest(out / "images")
 
 
 @pytest.mark.parametrize("out, flag", [("masks", "--masks"), ("photos", "--input"), ("photos/recovered", "--input")])
-def test_inpaint_refuses_an_out_folder_that_is_or_lies_in_an_input(world, out, flag):
+def test_inpaint_refuses_an_out_folder_that_is_or_lies_in_an_input(world, monkeypatch, capsys, out, flag):
     root = world["root"]
     before = digest(root / "masks"), digest(root / "photos")
-    result = run(world, "frame-inpaint", "--ckpt", str(world["colour"]), "--input", "photos", "--masks", "masks",
+    result = run_here(world, monkeypatch, capsys, "frame-inpaint", "--ckpt", str(world["colour"]), "--input", "photos", "--masks", "masks",
                  "--out", out)
     assert_one_line_error(result, "frame-inpaint", f"--out {out}", flag)
     assert (digest(root / "masks"), digest(root / "photos")) == before
@@ -201,8 +215,8 @@ def test_inpaint_refuses_an_out_folder_that_is_or_lies_in_an_input(world, out, f
      ["nowhere"]),
     ("frame-fetch-weights", ["--no-such-flag"], ["--no-such-flag"]),
 ])
-def test_bad_input_is_one_line_and_exit_status_2(world, command, args, fragments):
-    line = assert_one_line_error(run(world, command, *args), command, *fragments)
+def test_bad_input_is_one_line_and_exit_status_2(world, monkeypatch, capsys, command, args, fragments):
+    line = assert_one_line_error(run_here(world, monkeypatch, capsys, command, *args), command, *fragments)
     assert "weights_only" not in line
 
 

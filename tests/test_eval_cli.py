@@ -1,7 +1,7 @@
 """frame-eval as a user runs it, and the eval callback as the configs wire it.
 
-One tiny run (``train.py debug=fast``: random VGG-16, 32 px, 2 chains) is trained once; its
-checkpoint is scored against the run's own training images, read back from
+One tiny run (``small_run`` of conftest: ``train.py debug=fast``, random VGG-16, 32 px, 6 chains)
+is trained once; its checkpoint is scored against the run's own training images, read back from
 ``<run>/.hydra/config.yaml``. The judge's VGG-16 is random too (``--vgg-source random``), so
 the numbers mean nothing: the tests check the command, its table, its JSON and its errors.
 """
@@ -28,6 +28,8 @@ from frame.eval import NOT_FID
 from frame.eval.report import C2ST_METRICS, OBJECT_METRICS, VGG_METRICS, VGG_NOTE
 from tests.conftest import CONF_DIR
 
+#: with parallel workers (pytest-xdist), the tests of one trained run share a worker
+pytestmark = pytest.mark.xdist_group("small_run")
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(sys.executable).parent
 ENV = {**os.environ, "WANDB_MODE": "disabled"}
@@ -41,15 +43,8 @@ def frame_eval(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("eval_cli") / "run"
-    done = subprocess.run(
-        [sys.executable, "train.py", "debug=fast", "logger=csv", f"hydra.run.dir={out}",
-         "model.energy.extractor.layers=[conv1_1]"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+def run(small_run) -> Path:
+    return small_run
 
 
 def test_fresh_samples_against_the_runs_data(run, tmp_path):
@@ -83,12 +78,21 @@ def test_fresh_samples_against_the_runs_data(run, tmp_path):
     assert report["metrics"]["copies"]["ceiling"] == 1 and report["metrics"]["grid_peak"]["ceiling"] == 1.5
 
 
-def test_too_few_samples_is_one_line(run):
-    done = frame_eval("--ckpt", str(run / "checkpoints" / "last.ckpt"), "--vgg-source", "random")  # the 2 saved chains
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("frame-eval: error: ")
-    assert "at least 6 samples, got 2" in done.stderr
-    assert not (run / "checkpoints" / "last_eval.json").exists()
+def test_too_few_samples_is_one_line(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from frame.run import train
+    from tests.test_training import make_cfg
+
+    cfg = make_cfg(tmp_path, "model.energy.extractor.layers=[conv1_1]")  # debug=fast: 2 chains
+    train(cfg)
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")  # what train.py's Hydra writes
+    assert main(["--ckpt", str(tmp_path / "checkpoints" / "last.ckpt"), "--vgg-source", "random"]) == 2  # the 2 saved chains
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("frame-eval: error: ")
+    assert "at least 6 samples, got 2" in err
+    assert not (tmp_path / "checkpoints" / "last_eval.json").exists()
 
 
 @pytest.mark.parametrize("args, message", [

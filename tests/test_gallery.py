@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import frame
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,9 +23,17 @@ def gallery_module():
 
 @pytest.mark.slow
 def test_gallery_from_a_tiny_run(tmp_path):
-    run = frame.train(["debug=fast", "logger=csv", "model=stationary", "data=texture", "data.image_size=32",
-                       "model.energy.extractor.layers=[conv1_1]", "model.energy.extractor.padding=circular",
-                       f"paths.log_dir={tmp_path / 'logs'}"])
+    from omegaconf import OmegaConf
+
+    from frame.run import train
+    from tests.test_training import make_cfg
+
+    run = tmp_path / "run"  # a debug=fast run of train.py's config, trained in this process
+    cfg = make_cfg(run, "model=stationary", "data=texture", "data.image_size=32", "model.energy.extractor.layers=[conv1_1]",
+                   "model.energy.extractor.padding=circular")
+    train(cfg)
+    (run / ".hydra").mkdir()
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")  # what train.py's Hydra writes
     gallery = gallery_module()
     out = tmp_path / "gallery"
     status = gallery.main(["--runs", f"brick={run}", f"tiled_texture={run}", "--only", "brick,tiled_texture", "--quick",

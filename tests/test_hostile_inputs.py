@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import os
-import resource
+import signal
 import subprocess
 import sys
 import time
@@ -37,25 +37,33 @@ ADDRESS_SPACE = 8 << 30
 PEAK = 1536 << 20
 
 
+#: runs ``python -m <module> <args>`` under the address-space limit from a small process and prints
+#: its exit status and peak resident kilobytes: a child forked or exec'd from the test process
+#: itself starts with the test process's peak in its ``ru_maxrss`` (Linux keeps the larger)
+LAUNCHER = """
+import os, resource, subprocess, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+child = subprocess.Popen([sys.executable, "-m", *sys.argv[2:]], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def run_command(module: str, *args: str, timeout: float = 120, **env_extra: str) -> tuple[int, str, int]:
     """Runs ``python -m <module> <args>``; returns its exit status, stderr and peak resident bytes."""
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
-
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT), **env_extra}
-    with open(os.devnull, "w") as devnull, subprocess.Popen(
-        [sys.executable, "-m", module, *args], stdout=devnull, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=limit,
-    ) as proc:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                return proc.returncode, proc.stderr.read(), usage.ru_maxrss * 1024
-            time.sleep(0.05)
-        proc.kill()
-        raise TimeoutError(f"{module} {' '.join(args)} ran past {timeout} s")
+    with subprocess.Popen([sys.executable, "-c", LAUNCHER, str(ADDRESS_SPACE), module, *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise TimeoutError(f"{module} {' '.join(args)} ran past {timeout} s") from None
+    assert proc.returncode == 0 and len(out.split()) == 2, (proc.returncode, out, err[-3000:])
+    status, peak = (int(word) for word in out.split())
+    return status, err, peak * 1024
 
 
 def one_line(err: str, *fragments: str) -> str:

@@ -9,9 +9,6 @@ its checkpoint samples with ``frame-sample``.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -167,30 +164,27 @@ def test_scales_must_grow_and_divide():
 
 
 def test_multigrid_trains_resumes_and_samples_coarse_to_fine(tmp_path):
-    """``train.py model=multigrid data=faces`` with the multigrid authors' reference (sigma 50,
-    clamped chains, one chain per face) in a subprocess (tiny: 32 px, 2 chains, 2 steps), resumed
-    for one more iteration, then ``frame-sample`` from its checkpoint."""
+    """train.py's ``model=multigrid data=faces`` with the multigrid authors' reference (sigma 50,
+    clamped chains, one chain per face; tiny: 32 px, 2 chains, 2 steps), trained in this process,
+    resumed for one more iteration, then frame-sample's ``main`` on its checkpoint."""
+    from frame.cli.sample import main as frame_sample
+    from frame.run import train
+    from tests.test_training import make_cfg
+
     folder = tmp_path / "faces"
     folder.mkdir()
     for i in range(4):
         Image.fromarray((torch.rand(40, 40, generator=torch.Generator().manual_seed(i)) * 255).byte().numpy()).save(folder / f"{i}.png")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = ["model=multigrid", "data=faces", "model.sampler.sigma=50", "model.sampler.clamp=true", "model.buffer.paired=true",
-              "debug=fast", "logger=csv", f"data.root={folder}", "data.batch_size=2", f"paths.output_dir={tmp_path / 'run'}"]
-    first = subprocess.run([sys.executable, "train.py", *common, "trainer.max_steps=2"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=300, env=env)
-    assert first.returncode == 0, first.stderr[-3000:]
+              f"data.root={folder}", "data.batch_size=2"]
+    train(make_cfg(tmp_path / "run", *common, "trainer.max_steps=2"))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    resumed = subprocess.run([sys.executable, "train.py", *common, "trainer.max_steps=3", f"ckpt_path={ckpt}"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=300, env=env)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    train(make_cfg(tmp_path / "run", *common, "trainer.max_steps=3", f"ckpt_path={ckpt}"))
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 3
     model = load_model(ckpt)
     assert isinstance(model.sampler, CoarseToFineSampler) and model.energy.sizes == [4, 16, 32]
     out = tmp_path / "samples.png"
-    sample = subprocess.run([str(Path(sys.executable).parent / "frame-sample"), "--ckpt", str(ckpt), "--out", str(out),
-                             "--n", "4", "--steps", "2", "--init", "flat"], capture_output=True, text=True, timeout=300, env=env)
-    assert sample.returncode == 0, sample.stderr[-3000:]
+    assert frame_sample(["--ckpt", str(ckpt), "--out", str(out), "--n", "4", "--steps", "2", "--init", "flat"]) == 0
     assert Image.open(out).size[0] > 32
 
 

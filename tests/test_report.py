@@ -2,8 +2,9 @@
 table), the curves, the sample grids and the folded config as embedded PNGs and text, that
 loads nothing from anywhere: checked in the text and in headless Chromium.
 
-The run (``train.py debug=fast``: random VGG-16, 32 px) keeps the eval callback on, with
-random judge weights, so the page also draws eval/* curves and the table from metrics.csv.
+The run (``small_run`` of conftest: ``train.py debug=fast``, random VGG-16, 32 px) keeps the
+eval callback on, with random judge weights, so the page also draws eval/* curves and the
+table from metrics.csv.
 """
 
 from __future__ import annotations
@@ -24,26 +25,14 @@ from PIL import Image
 
 from frame.cli.report import main
 
+#: with parallel workers (pytest-xdist), the tests of one trained run share a worker
+pytestmark = pytest.mark.xdist_group("small_run")
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(sys.executable).parent
 ENV = {**os.environ, "WANDB_MODE": "disabled"}
-# the default config's callbacks.eval_metrics (kind auto, ...), every step, judged by random weights
-EVAL_EVERY_STEP = (
-    "++callbacks.eval_metrics={_target_:frame.callbacks.EvalMetrics,every_n_steps:1,kind:auto,n_samples:64,"
-    "max_reference:200,source:random,min_size:32}"
-)
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("report") / "run"
-    done = subprocess.run(
-        [sys.executable, "train.py", "debug=fast", "logger=csv", f"hydra.run.dir={out}", "model.buffer.n_chains=6",
-         "model.energy.extractor.layers=[conv1_1]", EVAL_EVERY_STEP],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+def run(small_run) -> Path:
+    return small_run
 
 
 def embedded(page: str, figure_id: str) -> list[bytes]:

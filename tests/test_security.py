@@ -168,9 +168,10 @@ def test_crafted_checkpoint_is_refused_everywhere(good, images, tmp_path, capsys
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("case", ["pathlib-nested", "pickled-object"])
-def test_train_py_refuses_a_crafted_checkpoint_in_one_line(good, tmp_path, case):
-    path, marker = crafted(good, tmp_path, CASES[case])
+def test_train_py_refuses_a_crafted_checkpoint_in_one_line(good, tmp_path):
+    # the exit status and the one line of train.py itself; every case's refusal by the same
+    # train() is checked in this process above (test_crafted_checkpoint_is_refused_everywhere)
+    path, marker = crafted(good, tmp_path, CASES["pathlib-nested"])
     proc = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "debug=fast", "logger=csv", *TINY, f"ckpt_path={path}",
          f"hydra.run.dir={tmp_path / 'run'}"],

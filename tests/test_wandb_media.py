@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+#: with parallel workers (pytest-xdist), the tests of one trained run share a worker
+pytestmark = pytest.mark.xdist_group("wandb_run")
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 32768  # LevelDB log block size
 FILE_HEADER = 7  # ":W&B", magic 0xBEE1, version
