@@ -29,15 +29,18 @@ from which the time of one iteration on one H100 is estimated on paper: FLOPs / 
 with the dense peaks of its data sheet (bf16 989 TFLOP/s, fp32 67 TFLOP/s, no sparsity) and an
 assumed utilisation (40% by default: an assumption, not a measurement).
 
-Per axis, the exponent of a log-log least-squares fit of s/it and of the working memory against
-the axis' value. From the canvas fit of memory, the largest canvas whose peak stays within
-``--memory-gib`` (24 GiB): ``--check-limit`` then runs the largest multiple of 256 below it, one
-iteration, to see it really fits. The 1-minute load average is printed beside each point.
+Per axis, the exponent of a log-log least-squares fit of s/it, of FLOPs and of the working memory
+against the axis' value (memory over the points that add at least 1/8 of the largest one's: below
+that the allocator's noise rules). From the canvas fit of memory, the largest canvas whose peak
+(resident set before fit + fitted working memory) stays within ``--memory-gib`` (24 GiB):
+``--check-limit`` then runs one iteration (L = 1) at the largest multiple of 256 below it, or
+``--check-side`` at a side of your choice, and prints its peak beside the fit's. The 1-minute load average is printed beside each point.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing as mp
 import os
@@ -52,6 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+import pytorch_lightning as pl  # noqa: E402 - no torch op runs in the parent: the forked children may use threads
 
 TAPS = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3")
 #: one H100 SXM, dense (data sheet): bf16 tensor cores and fp32 (non-tensor) peaks, FLOP/s
@@ -138,62 +143,58 @@ class GlobalOnly:
         return None
 
 
-def make_timer(point: Point, out: Path):
-    """A Lightning callback timing each training step and the sampler within it (rank 0 writes `out`)."""
-    import json
+class StepTimer(pl.Callback):
+    """Times each training step and the sampler within it; counts the FLOPs of the step after the
+    timed ones; rank 0 writes them to `out` (a DDP worker's callback does not come back)."""
 
-    import pytorch_lightning as pl
-    from torch.utils.flop_counter import FlopCounterMode
+    def __init__(self, point: Point, out: Path) -> None:
+        self.point, self.out = point, out
+        self.steps: list[float] = []
+        self.sampling: list[float] = []
+        self.counter = None
+        self.flops = math.nan
+        self.in_sampler = 0.0
+        self.start = 0.0
 
-    class StepTimer(pl.Callback):
-        def __init__(self) -> None:
-            self.steps: list[float] = []
-            self.sampling: list[float] = []
-            self.counter: FlopCounterMode | None = None
-            self.flops = math.nan
-            self.in_sampler = 0.0
+    def on_fit_start(self, trainer, pl_module) -> None:
+        synthesize = pl_module.sampler.synthesize
 
-        def on_fit_start(self, trainer, pl_module) -> None:
-            sampler, synthesize = pl_module.sampler, pl_module.sampler.synthesize
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return synthesize(*args, **kwargs)
+            finally:
+                self.in_sampler += time.perf_counter() - start
 
-            def timed(*args, **kwargs):
-                start = time.perf_counter()
-                try:
-                    return synthesize(*args, **kwargs)
-                finally:
-                    self.in_sampler += time.perf_counter() - start
+        pl_module.sampler.synthesize = timed
 
-            sampler.synthesize = timed
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.point.count_flops and trainer.global_step == self.point.iterations + 1:
+            from torch.utils.flop_counter import FlopCounterMode
 
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            if point.count_flops and trainer.global_step == point.iterations + 1:
-                self.counter = FlopCounterMode(display=False)
-                self.counter.mod_tracker = GlobalOnly()
-                self.counter.__enter__()
-            self.in_sampler = 0.0
-            self.start = time.perf_counter()
+            self.counter = FlopCounterMode(display=False)
+            self.counter.mod_tracker = GlobalOnly()
+            self.counter.__enter__()
+        self.in_sampler = 0.0
+        self.start = time.perf_counter()
 
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            elapsed = time.perf_counter() - self.start
-            if self.counter is not None:
-                self.counter.__exit__(None, None, None)
-                self.flops = float(self.counter.get_total_flops())
-                self.counter = None
-            elif trainer.global_step > 1:  # global_step counts this step already: the first is the warm-up
-                self.steps.append(elapsed)
-                self.sampling.append(self.in_sampler)
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        elapsed = time.perf_counter() - self.start
+        if self.counter is not None:
+            self.counter.__exit__(None, None, None)
+            self.flops = float(self.counter.get_total_flops())
+            self.counter = None
+        elif trainer.global_step > 1:  # global_step counts this step already: the first is the warm-up
+            self.steps.append(elapsed)
+            self.sampling.append(self.in_sampler)
 
-        def on_fit_end(self, trainer, pl_module) -> None:
-            if trainer.global_rank == 0:
-                out.write_text(json.dumps({"steps": self.steps, "sampling": self.sampling, "flops": self.flops}))
-
-    return StepTimer()
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.global_rank == 0:
+            self.out.write_text(json.dumps({"steps": self.steps, "sampling": self.sampling, "flops": self.flops}))
 
 
 def measure(point: Point, queue) -> None:
     """Runs `point` in this (forked) process and puts its figures on `queue`."""
-    import json
-
     import torch
 
     result = {"load0": loadavg()}
@@ -212,7 +213,7 @@ def measure(point: Point, queue) -> None:
             before = status_kib("VmRSS")
             out = Path(tmp) / "timer.json"
             steps = 1 + point.iterations + (1 if point.count_flops else 0)
-            trainer = instantiate(cfg.trainer, max_steps=steps, logger=False, callbacks=[make_timer(point, out)],
+            trainer = instantiate(cfg.trainer, max_steps=steps, logger=False, callbacks=[StepTimer(point, out)],
                                   enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                                   num_sanity_val_steps=0)
             trainer.fit(model, datamodule=data)
@@ -294,11 +295,18 @@ def fits(results: list[Result]) -> dict[str, dict[str, float]]:
         rows = [r for r in results if r.point.axis == axis and not r.error]
         xs = [float(r.point.value) for r in rows]
         time_p, _ = loglog_fit(xs, [r.s_per_it for r in rows])
-        mem_p, mem_a = loglog_fit(xs, [r.work_mb for r in rows])
+        # memory: the points where the iteration adds at least 1/8 of the largest one's (below, allocator noise rules)
+        large = [r for r in rows if r.work_mb >= max(r.work_mb for r in rows) / 8]
+        mem_p, mem_a = loglog_fit([float(r.point.value) for r in large], [r.work_mb for r in large])
         flop_p, _ = loglog_fit(xs, [r.flops for r in rows])
         base = statistics.median([r.peak_mb - r.work_mb for r in rows]) if rows else math.nan
         out[axis] = {"time": time_p, "memory": mem_p, "flops": flop_p, "mem_log_coef": mem_a, "base_mb": base}
     return out
+
+
+def predicted_peak_mb(fit: dict[str, float], side: float) -> float:
+    """The canvas fit's peak at `side`: the resident set before fit plus the fitted working memory."""
+    return fit["base_mb"] + math.exp(fit["mem_log_coef"]) * side ** fit["memory"]
 
 
 def memory_limit(fit: dict[str, float], memory_gib: float) -> float:
@@ -320,7 +328,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per point (the processes axis: 2x shared)")
     parser.add_argument("--utilisation", type=float, default=0.4, help="assumed fraction of the H100 peak reached")
     parser.add_argument("--memory-gib", type=float, default=24.0, help="memory of the machine for the canvas limit")
-    parser.add_argument("--check-limit", action="store_true", help="run one iteration at the largest multiple of 256 below the limit")
+    parser.add_argument("--check-limit", action="store_true", help="run one iteration (L = 1) at the largest multiple of 256 below the limit")
+    parser.add_argument("--check-side", type=int, default=None, help="... or at this canvas side (a machine shared with other jobs)")
     parser.add_argument("--quick", action="store_true", help="tiny points on random weights (a test)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.iterations < 1 or args.threads < 1 or not 0 < args.utilisation <= 1:
@@ -359,15 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     if "canvas" in fitted:
         limit = memory_limit(fitted["canvas"], args.memory_gib)
         print(f"largest canvas within {args.memory_gib:g} GiB (one chain, L = {args.steps}, memory fit): {limit:.0f} px")
-        if args.check_limit and math.isfinite(limit) and limit >= 256:
-            side = int(limit // 256) * 256
+        if args.check_side or (args.check_limit and math.isfinite(limit) and limit >= 256):
+            side = args.check_side or int(limit // 256) * 256
             canvas = points["canvas"][-1]
             check = Point("canvas", side, [o for o in canvas.overrides if not o.startswith("model.canvas_size=")] + [f"model.canvas_size={side}"],
                           threads=canvas.threads, steps=1, iterations=1, count_flops=False)
             started = time.perf_counter()
             result = run_point(check)
             print(f"check at {side} px (L = 1): " + (f"failed: {result.error}" if result.error else
-                  f"ran, {result.s_per_it:.1f} s/it, peak {result.peak_mb / 1024:.1f} GiB, {time.perf_counter() - started:.0f} s in all") +
+                  f"ran, {result.s_per_it:.1f} s/it, peak {result.peak_mb / 1024:.2f} GiB (fit: "
+                  f"{predicted_peak_mb(fitted['canvas'], side) / 1024:.2f}), {time.perf_counter() - started:.0f} s in all") +
                   f" (load {result.load})")
     return 0
 
