@@ -110,8 +110,8 @@ def axes(quick: bool, steps: int, iterations: int, threads: int) -> dict[str, li
     base_taps = "model.energy.extractor.layers=[" + ",".join(TAPS[:2 if quick else 3]) + "]"
 
     def point(axis: str, value: int, *overrides: str, processes: int = 1) -> Point:
-        return Point(axis, value, [*common, *overrides], threads=threads if processes == 1 and axis != "processes" else max(1, 2 * threads // processes),
-                     processes=processes, steps=steps, iterations=iterations)
+        shared = threads if axis != "processes" else max(1, 2 * threads // processes)  # the processes share 2x the threads
+        return Point(axis, value, [*common, *overrides], threads=shared, processes=processes, steps=steps, iterations=iterations)
 
     canvases = (24, 32) if quick else (64, 128, 256, 512, 1024)
     chains = (1, 2) if quick else (1, 4, 16, 64)
