@@ -1,6 +1,6 @@
 """Textures against the peers: four synthesis methods side by side on one fixed suite, one table, one image grid.
 
-    python bench/textures.py [--data-root ../shared/data/textures] [--seed 0] [--threads 1]
+    python bench/textures.py --grid docs/gallery/textures_bench.png [--data-root ../shared/data/textures] [--seed 0]
     python bench/textures.py --quick --vgg-source random --out /tmp/tb --grid /tmp/tb/grid.png   # the smoke test
 
 Suite: scikit-image's brick, grass and gravel (grey) and three research textures of --data-root (water, beehive,
@@ -26,8 +26,9 @@ log distance in the exemplar's crop-to-crop spreads, ~0 for the exemplar's crops
 far); Gram and sliced Wasserstein distances on VGG-16 conv1_1..conv5_1 (``frame.eval.texture``); and the seam
 error of a 2x2 tiling (:func:`seam_error`, 1 = seamless). Crops: half the side (64 px), from the one sample and
 from the exemplar. Budgets are fixed counts (deterministic given --seed), sized so that each method takes
-about the same wall time; the header line gives them. Progress lines go to stdout, the grid (a row per
-texture, a column per method after the exemplar) to --grid, the rows as JSON to --out.
+about the same CPU time; the header line gives them. Progress lines go to stdout, the grid (a row per
+texture, a column per method after the exemplar) to --grid, the rows as JSON and the samples to --out; the
+research textures' rows to a grid of their own in --out (no figure of research data in the repository).
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # plenoptic's per-iteration bars; th
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
+from dataclasses import asdict, dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,9 +96,11 @@ class Budget:
     n_crops: int = 64  # crops per compared set
     c2st_folds: int = 5
     c2st_epochs: int = 30
+    frame_overrides: tuple[str, ...] = ()  # deep FRAME: further Hydra overrides (probes)
 
     def header(self) -> str:
-        return (f"budgets: deep FRAME {self.frame_iterations} iterations x {self.frame_steps} Langevin steps; Julesz VGG "
+        extra = f" (overrides: {' '.join(self.frame_overrides)})" if self.frame_overrides else ""
+        return (f"budgets: deep FRAME {self.frame_iterations} iterations x {self.frame_steps} Langevin steps{extra}; Julesz VGG "
                 f"{self.vgg_levels} x {self.vgg_steps} steps + {self.vgg_final} L-BFGS evaluations; Julesz linear "
                 f"{self.linear_levels} x {self.linear_steps} + {self.linear_final}; Portilla-Simoncelli {self.ps_iterations} "
                 f"Adam steps; {self.size} px, one sample each; {self.n_crops} crops of {self.size // 2} px per set")
@@ -137,7 +141,7 @@ def deep_frame(texture: Texture, budget: Budget, seed: int, source: str) -> Tens
     """``model=stationary`` learned on the texture (``data=texture`` at the budget's side, circular padding)."""
     data = ["data.embedded=" + texture.name] if texture.file is None else ["data.embedded=null", path_override("data.root", texture.file)]
     overrides = ["model=stationary", "data=texture", *data, f"data.image_size={budget.size}", "model.energy.extractor.padding=circular",
-                 f"model.sampler.n_steps={budget.frame_steps}", f"vgg_source={source}", f"seed={seed}"]
+                 f"model.sampler.n_steps={budget.frame_steps}", f"vgg_source={source}", f"seed={seed}", *budget.frame_overrides]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -217,10 +221,26 @@ def seam_error(images: Tensor) -> float:
     absolute difference of the neighbours inside the image (both directions, all channels). A periodic texture
     scores about 1; a crop of a photograph more (its opposite edges do not match).
     """
-    x = images.float()
-    inside = torch.cat([(x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1), (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1)], 1).mean()
-    seams = torch.cat([(x[..., :, 0] - x[..., :, -1]).abs().flatten(1), (x[..., 0, :] - x[..., -1, :]).abs().flatten(1)], 1).mean()
-    return float(seams / inside.clamp_min(1e-8))
+    *_, inside = _line_steps(images)
+    seams = torch.stack([images[..., :, 0] - images[..., :, -1], images[..., 0, :] - images[..., -1, :]]).abs().mean()
+    return float(seams / inside)
+
+
+def _line_steps(images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean absolute step across each column boundary, across each row boundary, and over all of them."""
+    dx, dy = (images[..., :, 1:] - images[..., :, :-1]).abs(), (images[..., 1:, :] - images[..., :-1, :]).abs()
+    inside = torch.cat([dx.flatten(), dy.flatten()]).mean().clamp_min(1e-8)
+    return dx.mean((0, 1, 2)), dy.mean((0, 1, 3)), inside
+
+
+def seam_band(images: Tensor) -> tuple[float, float]:
+    """The 5-95% range of :func:`seam_error`'s ratio over pairs of interior lines (one column boundary, one row
+    boundary) of ``images``: where a seamless tiling's error falls by chance (wide for brick, whose mortar lines
+    make one line's steps differ from the next's)."""
+    columns, rows, inside = _line_steps(images)
+    pairs = ((columns[:, None] + rows[None, :]) / 2 / inside).flatten()
+    low, high = pairs.quantile(torch.tensor([0.05, 0.95], dtype=pairs.dtype))
+    return float(low), float(high)
 
 
 @dataclass
@@ -229,6 +249,7 @@ class Row:
     method: str
     colour: bool
     wall_s: float | None
+    cpu_s: float | None  # CPU seconds of the process (all threads): the wall on idle cores
     c2st_acc: float
     ps: float
     gram: float
@@ -236,12 +257,12 @@ class Row:
     seam: float
 
     def cells(self) -> str:
-        wall = "-" if self.wall_s is None else f"{self.wall_s:.0f}"
+        wall = "-" if self.wall_s is None else f"{self.wall_s:.0f} ({self.cpu_s:.0f})"
         return (f"| {self.texture} | {self.method} | {'colour' if self.colour else 'grey'} | {wall} | {self.c2st_acc:.2f} | "
                 f"{self.ps:.2f} | {self.gram:.3f} | {self.swd:.3f} | {self.seam:.2f} |")
 
 
-TABLE = ("| texture | method | output | wall s | C2ST acc | PS | Gram | SWD | seam |\n"
+TABLE = ("| texture | method | output | wall s (CPU s) | C2ST acc | PS | Gram | SWD | seam |\n"
          "|---|---|---|---|---|---|---|---|---|")
 
 
@@ -261,24 +282,24 @@ class Judge:
     def _c2st(self, crops: Tensor) -> float:
         return c2st(crops, self.real, folds=self.budget.c2st_folds, epochs=self.budget.c2st_epochs, crop=C2ST_CROP, seed=self.seed).accuracy
 
-    def row(self, texture: str, method: str, samples: Tensor, wall: float) -> Row:
+    def row(self, texture: str, method: str, samples: Tensor, wall: float, cpu: float) -> Row:
         scores = self.evaluator(samples, c2st=False)
-        return Row(texture, method, not is_grey(samples), wall, self._c2st(self._crops(samples, 2)), scores["ps"].value,
+        return Row(texture, method, not is_grey(samples), wall, cpu, self._c2st(self._crops(samples, 2)), scores["ps"].value,
                    scores["gram_rel"].value, scores["swd_rel"].value, seam_error(samples))
 
     def floor(self, texture: str) -> Row:
         """The exemplar's own crops (another crop set than the one the methods are compared with)."""
         floor, _ = self.evaluator.calibration(self.exemplar)
-        return Row(texture, FLOOR, not is_grey(self.exemplar), None, self._c2st(self._crops(self.exemplar, 3)), floor["ps"],
+        return Row(texture, FLOOR, not is_grey(self.exemplar), None, None, self._c2st(self._crops(self.exemplar, 3)), floor["ps"],
                    floor["gram_rel"], floor["swd_rel"], seam_error(self.exemplar))
 
 
 # ---------------------------------------------------------------------- the grid
 
 
-def write_grid(rows: list[list[Tensor]], names: list[str], path: Path) -> int:
+def write_grid(rows: list[list[Tensor]], names: list[str], methods: list[str], path: Path) -> int:
     """A PNG, one row per texture (the exemplar, then each method), labelled; grey textures stay grey. Returns its bytes."""
-    columns = [FLOOR.split()[0], *METHODS]
+    columns = [FLOOR.split()[0], *methods]
     side, pad, label = rows[0][0].shape[-1], 2, 12
     grid = make_grid(torch.cat([torch.cat(row) for row in rows]), nrow=len(columns), padding=pad, pad_value=1.0)
     body = Image.fromarray(to_uint8(grid))
@@ -314,12 +335,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads of the methods (the classifier always runs on one)")
     p.add_argument("--vgg-source", default="caffe", help="VGG-16 weights of the methods and the measures (random: the smoke test)")
     p.add_argument("--only", nargs="+", default=None, help="these textures of the suite alone")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS, metavar="METHOD", help=f"a subset of {METHODS}")
+    p.add_argument("--budget", nargs="+", default=[], metavar="FIELD=N", help="change a budget (e.g. frame_iterations=60; probes)")
+    p.add_argument("--frame-override", action="append", default=[], help="a further Hydra override of deep FRAME (probes; repeatable)")
     p.add_argument("--quick", action="store_true", help="brick alone at 32 px with tiny budgets: a smoke test, not a benchmark")
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "textures", help="folder of rows.json and samples.pt")
-    p.add_argument("--grid", type=Path, default=None, help=f"the image grid (default {GRID.relative_to(ROOT)}; --quick: in --out)")
+    p.add_argument("--grid", type=Path, default=None, help=f"the image grid (default: in --out; the gallery's is {GRID.relative_to(ROOT)})")
     args = p.parse_args(argv)
     budget = QUICK if args.quick else Budget()
-    grid_path = args.grid or (args.out / "textures_bench.png" if args.quick else GRID)
+    try:
+        changes = {key: int(value) for key, value in (item.split("=", 1) for item in args.budget)}
+        budget = replace(budget, **changes, frame_overrides=tuple(args.frame_override))
+    except (ValueError, TypeError) as error:
+        p.error(f"--budget {' '.join(args.budget)}: FIELD=N with FIELD one of {', '.join(Budget.__dataclass_fields__)} ({error})")
+    grid_path = args.grid or args.out / "textures_bench.png"
     torch.set_num_threads(args.threads)
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -334,32 +363,42 @@ def main(argv: list[str] | None = None) -> int:
         exemplar = read(texture, budget.size)
         judge = Judge(exemplar, budget, args.seed, args.vgg_source)
         texture_rows, texture_pictures = [judge.floor(texture.name)], [exemplar]
-        for method in METHODS:
+        for method in args.methods:
             print(f"{texture.name}: {method} ... (load {load()})", flush=True)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             samples = RUN[method](texture, budget, args.seed, args.vgg_source)
-            wall = time.perf_counter() - start
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
             if not torch.isfinite(samples).all():
                 raise RuntimeError(f"{texture.name}, {method}: non-finite samples")
-            texture_rows.append(judge.row(texture.name, method, samples, wall))
+            texture_rows.append(judge.row(texture.name, method, samples, wall, cpu))
             texture_pictures.append(samples)
             print(f"  {texture_rows[-1].cells()}  ({(time.perf_counter() - begin) / 60:.1f} min in)", flush=True)
         rows += texture_rows
         pictures.append(texture_pictures)
-    size = write_grid(pictures, [t.name for t in textures], grid_path)
+    # research textures are not to be copied: their rows go to a grid of their own, beside rows.json
+    public = [i for i, t in enumerate(textures) if t.file is None]
+    size = write_grid([pictures[i] for i in public], [textures[i].name for i in public], list(args.methods), grid_path) if public else 0
+    if len(public) < len(textures):
+        research = [i for i in range(len(textures)) if i not in public]
+        write_grid([pictures[i] for i in research], [textures[i].name for i in research], list(args.methods),
+                   args.out / "textures_bench_research.png")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rows.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     torch.save({t.name: torch.cat(p) for t, p in zip(textures, pictures)}, args.out / "samples.pt")  # exemplar, then each method
     minutes = (time.perf_counter() - begin) / 60
     print(f"\n{budget.header()}\n{TABLE}\n" + "\n".join(r.cells() for r in rows))
-    print(f"wall {minutes:.1f} min; load at end {load()}; grid {grid_path} ({size / 1e3:.0f} kB)")
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"wall {minutes:.1f} min, CPU {(cpu.ru_utime + cpu.ru_stime) / 60:.1f} min (about the wall on idle cores); load at end {load()}; "
+          + (f"grid {grid_path} ({size / 1e3:.0f} kB)" if public else "no scikit-image texture: no --grid"))
     wins = best_per_column(rows)
-    for texture in textures:
-        print(f"{texture.name}: " + "; ".join(f"{column} {wins[texture.name][column]}" for column in COLUMNS))
+    for texture, texture_pictures in zip(textures, pictures):
+        low, high = seam_band(texture_pictures[0])
+        print(f"{texture.name}: " + "; ".join(f"{column} {wins[texture.name][column]}" for column in COLUMNS)
+              + f" (seam by chance, the exemplar's interior lines: {low:.2f}-{high:.2f})")
     return 0
 
 
-COLUMNS = ("wall_s", "c2st_acc", "ps", "gram", "swd", "seam")
+COLUMNS = ("cpu_s", "c2st_acc", "ps", "gram", "swd", "seam")
 
 
 def best_per_column(rows: list[Row]) -> dict[str, dict[str, str]]:

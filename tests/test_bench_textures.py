@@ -25,8 +25,8 @@ def test_quick_run_prints_the_table_and_writes_the_grid(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     table = [line for line in result.stdout.splitlines() if line.startswith("| brick |")]
     assert [line.split(" | ")[1] for line in table[-len(METHODS):]] == list(METHODS)
-    assert "| texture | method | output | wall s | C2ST acc | PS | Gram | SWD | seam |" in result.stdout
-    assert "brick: wall_s " in result.stdout  # the winners' line
+    assert "| texture | method | output | wall s (CPU s) | C2ST acc | PS | Gram | SWD | seam |" in result.stdout
+    assert "brick: cpu_s " in result.stdout  # the winners' line
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["method"] for r in rows] == list(METHODS)
     assert all(0 <= r["c2st_acc"] <= 1 and r["seam"] > 0 for r in rows)
