@@ -176,6 +176,8 @@ def julesz(stats: str, texture: Texture, budget: Budget, seed: int, source: str)
     return energy.input_space.to_images(chains).clamp(0, 1).cpu().expand(-1, 3, -1, -1)
 
 
+#: Adam's step on the metamer's pixels: 0.02 leaves brick's loss oscillating for 2000 steps, 0.005 settles (bench/README)
+PS_LR = 0.005
 #: RGB -> opponent channels shifted into [0, 1] (luminance, red-green + 1/2, yellow-blue + 1/2), for plenoptic's range penalty
 OPPONENT_SHIFT = torch.tensor([0.0, 0.5, 0.5]).view(1, 3, 1, 1)
 
@@ -192,7 +194,7 @@ def portilla_simoncelli(texture: Texture, budget: Budget, seed: int, source: str
     metamer = po.Metamer(target, model, loss_function=po.loss.portilla_simoncelli_loss_factory(model, target))
     generator = torch.Generator().manual_seed(seed)
     start = target.mean((2, 3), keepdim=True) + 0.1 * (torch.rand(target.shape, generator=generator, dtype=target.dtype) - 0.5)
-    metamer.setup(start, optimizer_kwargs={"lr": 0.02, "amsgrad": True})
+    metamer.setup(start, optimizer_kwargs={"lr": PS_LR, "amsgrad": True})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Loss has converged": an early stop, said by the wall time
         metamer.synthesize(max_iter=budget.ps_iterations)
