@@ -20,13 +20,13 @@ cover 128 px and centre-cropped, as ``data=texture`` reads them. Methods, each d
   cross-channel ones). Periodic by construction (the pyramid works in the Fourier domain).
 - **exemplar crops**: the floor, what the exemplar's own crops score.
 
-Columns: wall time of the method; the held-out accuracy of a two-sample classifier trained from scratch on crops
+Columns: wall and CPU time of the method; the held-out accuracy of a two-sample classifier trained from scratch on crops
 (``frame.eval.c2st``, 1/2 = indistinguishable); the Portilla-Simoncelli distance (``frame.eval.portilla``: mean
 log distance in the exemplar's crop-to-crop spreads, ~0 for the exemplar's crops, log 2 = 0.69 for twice as
 far); Gram and sliced Wasserstein distances on VGG-16 conv1_1..conv5_1 (``frame.eval.texture``); and the seam
 error of a 2x2 tiling (:func:`seam_error`, 1 = seamless). Crops: half the side (64 px), from the one sample and
 from the exemplar. Budgets are fixed counts (deterministic given --seed), sized so that each method takes
-about the same CPU time; the header line gives them. Progress lines go to stdout, the grid (a row per
+about the same CPU time on a grey texture (a colour metamer costs 2-3x); the header line gives them. Progress lines go to stdout, the grid (a row per
 texture, a column per method after the exemplar) to --grid, the rows as JSON and the samples to --out; the
 research textures' rows to a grid of their own in --out (no figure of research data in the repository).
 """
@@ -196,7 +196,7 @@ def portilla_simoncelli(texture: Texture, budget: Budget, seed: int, source: str
     start = target.mean((2, 3), keepdim=True) + 0.1 * (torch.rand(target.shape, generator=generator, dtype=target.dtype) - 0.5)
     metamer.setup(start, optimizer_kwargs={"lr": PS_LR, "amsgrad": True})
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Loss has converged": an early stop, said by the wall time
+        warnings.simplefilter("ignore")  # "Loss has converged": an early stop, which the CPU time shows
         metamer.synthesize(max_iter=budget.ps_iterations)
     out = metamer.metamer.detach()
     if colour:
