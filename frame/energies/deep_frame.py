@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from frame.energies.base import Energy
 
@@ -141,23 +142,44 @@ class NonStationaryEnergy(DeepFrameEnergy):
     Args:
         extractor: frozen filter bank (e.g. ``frame.nets.VGG16Features``).
         image_size: side of the (square) images; fixes the positions x of w_{k,x}.
+        net_size: side at which the filters see the images (bilinear upsampling, as the data
+            pipeline resizes; null: ``image_size``). Images stored at a lower resolution than
+            the filters need (scikit-image's LFW faces are 25 px; conv3_3 sees 40 px) are then
+            modelled at their own resolution: the chains have no finer detail than the data,
+            which the filters would otherwise fill with detail the data lacks. The weights
+            sit on the ``net_size`` maps.
     """
 
     positional = True
 
-    def __init__(self, extractor: nn.Module, image_size: int) -> None:
+    def __init__(self, extractor: nn.Module, image_size: int, net_size: int | None = None) -> None:
         super().__init__(extractor)
         self.image_size = int(image_size)
+        if net_size is not None and (isinstance(net_size, bool) or not isinstance(net_size, int) or net_size < self.image_size):
+            raise ValueError(f"model.energy.net_size must be null or an integer >= the image size ({self.image_size}), got {net_size!r}")
+        self.net_size = net_size
+        side = net_size or self.image_size
         for layer in extractor.layers:
-            shape = extractor.feature_shape(layer, self.image_size, self.image_size)
+            shape = extractor.feature_shape(layer, side, side)
             self.weights[layer] = nn.Parameter(torch.zeros(shape))
+
+    def check_image_size(self, size: int) -> None:
+        if self.net_size is None:
+            super().check_image_size(size)
+        else:
+            self.extractor.check_image_size(self.net_size, "model.energy.net_size")
+
+    def features(self, x: Tensor) -> dict[str, Tensor]:
+        if self.net_size is not None and tuple(x.shape[-2:]) != (self.net_size, self.net_size):
+            x = F.interpolate(x, size=(self.net_size, self.net_size), mode="bilinear", align_corners=False)
+        return self.extractor(x)
 
     def statistic(self, layer: str, feat: Tensor) -> Tensor:
         expected = tuple(self.weights[layer].shape)
         if tuple(feat.shape[1:]) != expected:
             raise ValueError(
                 f"non-stationary FRAME at {layer} has weights for maps of shape {expected} "
-                f"(image_size={self.image_size}) but got {tuple(feat.shape[1:])}: its canvas "
+                f"(image_size={self.image_size}, net_size={self.net_size}) but got {tuple(feat.shape[1:])}: its canvas "
                 "must equal the training image size"
             )
         return feat

@@ -17,7 +17,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from frame.input_space import network_space
 from frame.nets.weights import VGG16_ARCH, VGG16_CFG, Layer, load_vgg16_state_dict
@@ -42,7 +44,37 @@ def _layer(name: str) -> Layer:
 
 
 PADDINGS = ("zeros", "circular")
-POOLINGS = ("max", "avg")
+POOLINGS = ("max", "avg", "blurmax")
+
+
+class BlurMaxPool2d(nn.Module):
+    """Anti-aliased 2x2 max-pooling (Zhang 2019, "Making convolutional networks shift-invariant
+    again"): the max over each 2x2 window at stride 1, then a [1, 2, 1] x [1, 2, 1] / 16 blur
+    taken at stride 2. The max keeps VGG's features close to its own; the blur before
+    subsampling keeps the pooled maps, and so the gradient the Langevin chains follow, from
+    aliasing onto the pooling lattice. Borders are reflected, or wrapped with ``circular``
+    padding (the torus of ``build_features``).
+    """
+
+    def __init__(self, padding: str = "zeros") -> None:
+        super().__init__()
+        self.circular = padding == "circular"
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (taps[:, None] * taps[None, :] / 16).view(1, 1, 3, 3), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.circular:  # wrap the max's last row and column: the torus stays a torus
+            x = F.pad(x, (0, 1, 0, 1), mode="circular")
+        x = F.max_pool2d(x, kernel_size=2, stride=1)
+        x = F.pad(x, (1, 1, 1, 1), mode="circular" if self.circular else "reflect")
+        channels = x.shape[1]
+        return F.conv2d(x, self.kernel.to(x.dtype).expand(channels, 1, 3, 3), stride=2, groups=channels)
+
+
+def _pool(pooling: str, padding: str) -> nn.Module:
+    if pooling == "max":
+        return nn.MaxPool2d(kernel_size=2, stride=2)
+    return nn.AvgPool2d(kernel_size=2, stride=2) if pooling == "avg" else BlurMaxPool2d(padding)
 
 
 def build_features(depth: int | None = None, padding: str = "zeros", pooling: str = "max") -> nn.Sequential:
@@ -53,7 +85,8 @@ def build_features(depth: int | None = None, padding: str = "zeros", pooling: st
     taps' pooling factor). ``pooling="avg"`` replaces VGG's 2x2 max-pools by average pools, as
     Gatys et al. (2015) do for texture synthesis: df/dI then reaches every pixel of a pooling
     window instead of its argmax only (the filters are unchanged; the features are not the
-    same, so a model learned with one pooling does not transfer to the other).
+    same, so a model learned with one pooling does not transfer to the other). ``pooling="blurmax"``
+    blurs before subsampling (``BlurMaxPool2d``): no aliasing onto the 2, 4, 8 px pooling lattices.
     """
     if padding not in PADDINGS:
         raise ValueError(f"model.energy.extractor.padding must be one of {PADDINGS}, got {padding!r}")
@@ -63,7 +96,7 @@ def build_features(depth: int | None = None, padding: str = "zeros", pooling: st
     channels = 3
     for v in VGG16_CFG:
         if v == "M":
-            modules.append(nn.MaxPool2d(kernel_size=2, stride=2) if pooling == "max" else nn.AvgPool2d(kernel_size=2, stride=2))
+            modules.append(_pool(pooling, padding))
         else:
             conv = nn.Conv2d(channels, int(v), kernel_size=3, padding=1, padding_mode=padding)
             modules += [conv, nn.ReLU(inplace=False)]
@@ -86,7 +119,7 @@ class VGG16Features(nn.Module):
         seed: of the ``random`` weights.
         input_space: ``caffe`` or ``torchvision`` (default: the source's, ``frame.input_space``).
         padding: ``zeros`` (VGG's) or ``circular`` (seamless textures, see ``build_features``).
-        pooling: ``max`` (VGG's) or ``avg`` (smoother gradients, see ``build_features``).
+        pooling: ``max`` (VGG's), ``avg`` (smoother gradients) or ``blurmax`` (anti-aliased), see ``build_features``.
         grey: the chains are grey images (one channel), fed to the net in all three channels.
     """
 
