@@ -268,7 +268,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"--jobs: unknown {', '.join(unknown)} (from: {', '.join(JOBS)})")
     if args.quick:
-        args.max_minutes, args.check_every, args.overrides = 0.02, 1, [*args.overrides, *QUICK]
+        args.max_minutes, args.check_every, args.overrides = 0.004, 1, [*args.overrides, *QUICK]
     return args
 
 

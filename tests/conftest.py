@@ -24,6 +24,19 @@ if ONE_THREAD:
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep ``xdist_group`` tests on one worker under pytest 9: pytest-xdist (``--dist loadgroup``) tags a
+    grouped test by writing ``item._nodeid``, which pytest 9 no longer reads (the id lives in ``item._id``),
+    without this each test of a group goes to any worker and builds the group's shared run again. Copy the tag over;
+    a no-op where pytest reads ``_nodeid`` itself."""
+    for item in items:
+        tagged = item.__dict__.get("_nodeid")
+        if tagged and tagged != item.nodeid and hasattr(item, "_id"):
+            item._id = type(item._id).parse(tagged)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = str(ROOT / "conf")
 #: the default config's callbacks.eval_metrics (kind auto, ...), every step, judged by random weights

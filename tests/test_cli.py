@@ -26,6 +26,9 @@ from PIL import Image
 
 from frame.nets.weights import random_state_dict
 
+#: with parallel workers (pytest-xdist), the tests sharing this module's fixtures share a worker
+pytestmark = pytest.mark.xdist_group("cli")
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(sys.executable).parent
 TIMEOUT = 600

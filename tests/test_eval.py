@@ -24,6 +24,9 @@ from frame.eval.pixels import colour_histogram_distance, distinct_count, pixel_m
 from frame.eval.report import C2ST_METRICS, OBJECT_METRICS, TEXTURE_METRICS, VGG_NOTE
 from frame.eval.texture import gram_distance, random_crops, sliced_wasserstein, texture_reference
 
+#: with parallel workers (pytest-xdist), the tests sharing this module's fixtures share a worker
+pytestmark = pytest.mark.xdist_group("eval")
+
 # ----------------------------------------------------------------------------- fixtures
 
 

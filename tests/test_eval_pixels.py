@@ -55,6 +55,9 @@ from frame.eval.spectra import (
 )
 from frame.eval.texture import random_crops
 
+#: with parallel workers (pytest-xdist), the tests sharing this module's fixtures share a worker
+pytestmark = pytest.mark.xdist_group("eval_pixels")
+
 #: RMS of the 4 px grid added to real faces, in [0, 1] units (0.7 grey levels): the chains' (module docstring)
 GRID_AMPLITUDE = 0.0027
 LADDER = ("held-out", "grid", "composite", "blur", "noise")

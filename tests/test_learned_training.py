@@ -15,6 +15,9 @@ from frame.run import train
 from frame.run.checkpoints import load_model
 from tests.conftest import CONF_DIR
 
+#: with parallel workers (pytest-xdist), the tests sharing this module's fixtures share a worker
+pytestmark = pytest.mark.xdist_group("learned_training")
+
 TINY_NET = "model.energy.layers=[{filters:4,kernel:3,stride:2}]"
 TWO_LAYERS = "model.energy.layers=[{filters:4,kernel:3,stride:2},{filters:6,kernel:3,stride:2}]"
 

@@ -14,6 +14,9 @@ from frame.eval import portilla
 from frame.eval.portilla import ps_crop_distances, ps_distance, ps_geometry, ps_reference, ps_scales, ps_score, ps_statistics
 from frame.eval.texture import random_crops
 
+#: with parallel workers (pytest-xdist), the tests sharing this module's fixtures share a worker
+pytestmark = pytest.mark.xdist_group("portilla")
+
 TEXTURES = ("brick", "grass", "gravel")
 PS_GROUPS = {
     "pixel_statistics", "auto_correlation_magnitude", "skew_reconstructed", "kurtosis_reconstructed",

@@ -375,6 +375,7 @@ def write_inputs(folder: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+@pytest.mark.xdist_group("tiny_checkpoint")  # one worker trains the shared checkpoint
 def test_frame_inpaint_writes_same_named_outputs_keeping_observed_pixels(tiny_checkpoint, tmp_path):
     arrays = write_inputs(tmp_path / "in")
     model = load_model(tiny_checkpoint)
@@ -402,6 +403,7 @@ def test_frame_inpaint_writes_same_named_outputs_keeping_observed_pixels(tiny_ch
         assert np.array_equal(np.asarray(Image.open(again / "images" / name)), first[name])
 
 
+@pytest.mark.xdist_group("tiny_checkpoint")  # one worker trains the shared checkpoint
 def test_frame_inpaint_rejects_masks_that_do_not_match_naming_the_file(tiny_checkpoint, tmp_path):
     write_inputs(tmp_path / "in")
     masks = tmp_path / "masks"

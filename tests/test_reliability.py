@@ -325,8 +325,8 @@ def test_weights_cache_is_checked_against_the_pinned_checksum(tmp_path, monkeypa
 @pytest.mark.slow
 def test_optuna_sweep_runs_three_trials_and_reports_the_best(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    status, err = finish(run_train("-m", "hparams_search=optuna_gap", "model=stationary", "data=texture",
-                                   "debug=fast", "logger=wandb", f"paths.log_dir={tmp_path}"), timeout=600)
+    status, err = finish(run_train("-m", "hparams_search=optuna_gap", "debug=fast", "logger=wandb", *TINY,
+                                   f"paths.log_dir={tmp_path}"), timeout=600)
     assert status == 0, err[-3000:]
     results = list(tmp_path.rglob("optimization_results.yaml"))
     assert len(results) == 1

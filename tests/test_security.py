@@ -23,6 +23,9 @@ from frame.run import train
 from frame.run.checkpoints import CheckpointError, load_model, read_checkpoint
 from tests.test_training import make_cfg
 
+#: with parallel workers (pytest-xdist), the tests sharing this module's fixtures share a worker
+pytestmark = pytest.mark.xdist_group("security")
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ("model=stationary", "data=texture", "data.image_size=16", "model.energy.extractor.layers=[conv1_1]")
 

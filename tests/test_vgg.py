@@ -14,6 +14,9 @@ from frame.input_space import caffe_space, network_space, torchvision_space
 from frame.nets import weights as W
 from frame.nets.vgg import VGG16_LAYERS, VGG16Features, build_features
 
+#: with parallel workers (pytest-xdist), the tests sharing this module's fixtures share a worker
+pytestmark = pytest.mark.xdist_group("vgg")
+
 CAFFE, TORCHVISION = caffe_space(), torchvision_space()
 
 # ----------------------------------------------------------------------------- fixtures / helpers
