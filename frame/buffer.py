@@ -179,6 +179,11 @@ class ChainBuffer(nn.Module):
     def setup(self, images: Tensor | None, world_size: int) -> None:
         """Before fitting, with the data module's images (None: it holds none): each of the
         `world_size` processes runs an equal share of the chains."""
+        self.check_shares(world_size)
+
+    def check_shares(self, world_size: int) -> None:
+        """Each of the `world_size` processes runs an equal share of the chains. ``frame.run.fit``
+        asks before any process is started, so that a run that cannot share them fails at once."""
         if self.n_chains % world_size:
             raise ValueError(
                 f"model.buffer.n_chains={self.n_chains} does not divide by the {world_size} "

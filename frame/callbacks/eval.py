@@ -15,7 +15,7 @@ measures outside VGG-16 that cost milliseconds: ``eval/spectrum``, ``eval/grid_p
 ``kind="texture"``: ``eval/gram_rel``, ``eval/swd_rel``, pixel checks, ``eval/spectrum``,
 ``eval/grid_peak``.
 The two-sample classifier (``eval/c2st_acc``, ``eval/c2st_auc``, with ``_low``/``_high``, the
-95% interval) trains a convnet several times over, seconds to a minute: it runs once at the end
+95% interval, and ``eval/c2st_bits``, its held-out information in bits) trains a convnet several times over, seconds to a minute: it runs once at the end
 of the run (``c2st_at_end``) and, on request, every ``c2st_every_n_steps`` steps.
 ``kind="auto"`` (the default config's): objects when there are at least 12 training images and
 6 chains (what KID and coverage need), else texture (one exemplar, or a few).

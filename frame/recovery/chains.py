@@ -46,6 +46,9 @@ class RecoveryChains(ChainBuffer):
         #: the training images [N, C, H, W] in [0, 1] for ``start: exemplars`` (not in the checkpoint: --bank)
         self.bank: Tensor | None = None
 
+    def check_shares(self, world_size: int) -> None:
+        """Each process masks its own batch (the data module splits the images): no common chains to share."""
+
     def setup(self, images: Tensor | None, world_size: int) -> None:
         if self.masks.start != "exemplars":
             return

@@ -19,6 +19,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.plugins.io import CheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from frame.buffer import ChainBuffer
 from frame.run.build import build_model, instantiate_group, prepare_data
 from frame.run.checkpoint_header import CheckpointHeader
 from frame.run.checkpoint_io import AtomicCheckpointIO
@@ -142,6 +143,8 @@ def fit(cfg: DictConfig, ckpt_path: str | None, backoff: float = 1.0, new_run: b
         ckpt_path = requeued  # the one Lightning would pick, now checked
     if new_run:
         check_new_folder(trainer, ckpt_path)
+    if isinstance(buffer := getattr(model, "buffer", None), ChainBuffer):
+        buffer.check_shares(trainer.num_nodes * trainer.num_devices)  # before any process is started
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
