@@ -36,19 +36,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def sample(args: argparse.Namespace) -> None:
-    import torch  # after parsing: start-up time (frame.cli)
+    if args.steps is not None and args.steps < 0:
+        raise ValueError(f"--steps must be >= 0, got {args.steps}")
+    if args.out.suffix.lower() != ".png":
+        raise ValueError(f"--out {args.out}: the grid is a PNG file; give a path ending in .png")
+    files = [args.out, args.out.with_suffix(".pt")] if args.save_chains else [args.out]
+    check_outputs({"--ckpt": [args.ckpt]}, files=files)  # before Lightning loads: a bad --out answers at once
+
+    import torch  # after parsing and checking: start-up time (frame.cli)
 
     from frame.grids import save_grid
     from frame.outputs import check_finite, write_file
     from frame.run.checkpoints import load_model
     from frame.synthesis import draw
 
-    if args.steps is not None and args.steps < 0:
-        raise ValueError(f"--steps must be >= 0, got {args.steps}")
-    if args.out.suffix.lower() != ".png":
-        raise ValueError(f"--out {args.out}: the grid is a PNG file; give a path ending in .png")
-    files = [args.out, args.out.with_suffix(".pt")] if args.save_chains else [args.out]
-    check_outputs({"--ckpt": [args.ckpt]}, files=files)
     model = load_model(args.ckpt, device=args.device)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     chains = draw(model, args.n, args.init, args.steps, args.size, args.batch_size, generator, progress=True)

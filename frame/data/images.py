@@ -36,7 +36,6 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torchvision.transforms import v2
 
 from frame.choices import EMBEDDED_IMAGES
 
@@ -369,6 +368,8 @@ def _cover_size(width: int, height: int, target: tuple[int, int]) -> tuple[int, 
 
 def _image_tensor(image: Image.Image, size: tuple[int, int], grayscale: bool) -> torch.Tensor:
     """One PIL image -> float ``[3, H, W]`` in ``[0, 1]``: resize to cover, center-crop."""
+    from torchvision.transforms import v2  # here: checking a path (is_image_file) loads no torchvision
+
     steps: list[v2.Transform] = [v2.Grayscale(num_output_channels=3)] if grayscale else []
     steps += [
         v2.Resize(_cover_size(image.width, image.height, size), antialias=True),
