@@ -172,7 +172,7 @@ class NonStationaryEnergy(DeepFrameEnergy):
     def features(self, x: Tensor) -> dict[str, Tensor]:
         if self.net_size is not None and tuple(x.shape[-2:]) != (self.net_size, self.net_size):
             x = F.interpolate(x, size=(self.net_size, self.net_size), mode="bilinear", align_corners=False)
-        return self.extractor(x)
+        return super().features(x)
 
     def statistic(self, layer: str, feat: Tensor) -> Tensor:
         expected = tuple(self.weights[layer].shape)
