@@ -84,6 +84,7 @@ OBJECT_METRICS = (
 TEXTURE_METRICS = ("gram_rel", "swd_rel", "ps", "pixel_mean", "pixel_std", "colour_hist", *C2ST_METRICS, "spectrum", "grid_peak")
 #: textures: the classifier trains on random crops of this fraction of each crop's side
 C2ST_CROP = 0.75
+TEXTURE_SPECTRUM_SEGMENT = 32  # textures: spectra are the mean over tiles of this side (frame.eval.spectra)
 PS_CROPS = 32  # crops per set for the Portilla-Simoncelli distance (its cost grows with their number and area)
 
 
@@ -234,7 +235,8 @@ class Evaluator:
 
     def _pixels(self, images: Tensor, real: Tensor) -> dict[str, float]:
         """The cheap measures outside VGG-16 of one set against the real set (spectra; objects: copies)."""
-        values = {"spectrum": spectrum_distance(images, real), "grid_peak": grid_peak(images, real)}
+        segment = TEXTURE_SPECTRUM_SEGMENT if self.kind == "texture" else None
+        values = {"spectrum": spectrum_distance(images, real, segment), "grid_peak": grid_peak(images, real)}
         if self.kind == "objects":
             values.update(copy_scores(nearest_distances(images, self.reference), self._typical))
         return values

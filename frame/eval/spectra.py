@@ -31,6 +31,12 @@
   noise) gives about 1; a periodic pattern is a sharp peak and gives more. ``max`` over
   periods is the "grid peak": above 1.5 the grid is there to see.
 
+On textures the spectra are Welch estimates, the mean over ``segment`` px tiles (32 px in
+``frame.eval.report``): over a whole 128 px crop, the two or three lowest octaves hold the
+texture's layout (brick's courses against gravel's stones), where two textures can differ by
+more than either differs from white noise; over 32 px tiles the distance ranks the exemplar's
+own crops below other textures below noise (tests/test_eval_pixels.py).
+
 Power below 8-bit quantisation noise (variance 1/(12 * 255^2) per pixel) is not visible and
 cannot be stored: it is added to every bin, so a heavily blurred set is judged at the level an
 8-bit image of it has, not at a far tail of the Gaussian. Images are float ``[N, C, H, W]`` in
@@ -83,9 +89,24 @@ def radial_profile(power: Tensor) -> Tensor:
     return (sums / counts)[1:]
 
 
-def spectrum_distance(samples: Tensor, reference: Tensor) -> float:
-    """Log-frequency RMS of the per-radius log10 power error, capped at one decade (0 = same spectrum, 1 = every band tenfold off)."""
+def segments(images: Tensor, side: int) -> Tensor:
+    """``[N, C, H, W]`` -> ``[M, C, side, side]``: every image's ``side`` px tiles, overlapping by half (Welch's segments)."""
+    c, stride = images.shape[1], max(1, side // 2)
+    tiles = images.unfold(2, side, stride).unfold(3, side, stride)  # [N, C, rows, columns, side, side]
+    return tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, side, side)
+
+
+def spectrum_distance(samples: Tensor, reference: Tensor, segment: int | None = None) -> float:
+    """Log-frequency RMS of the per-radius log10 power error, capped at one decade (0 = same spectrum, 1 = every band tenfold off).
+
+    ``segment``: average the spectra of ``segment`` px tiles of the images, overlapping by half
+    (Welch's method), instead of the whole images': textures, whose large crops differ in
+    layout at their lowest frequencies more than any texture differs from noise (module
+    docstring).
+    """
     _check(samples, reference)
+    if segment is not None and segment < min(samples.shape[-2:]):
+        samples, reference = segments(samples, segment), segments(reference, segment)
     difference = radial_profile(power_spectrum(samples)).log10() - radial_profile(power_spectrum(reference)).log10()
     error = difference.abs().clamp(max=SATURATION_DECADES)
     weight = 1 / torch.arange(1, len(error) + 1, dtype=torch.float64)  # radius r: its ring's width in log frequency
