@@ -211,6 +211,19 @@ def test_c2st_is_seeded_balanced_and_leaves_the_global_stream_alone(faces):
         c2st(noise[:4], small, folds=5)
 
 
+def test_c2st_upsamples_small_images_to_min_side_both_sets_alike():
+    from frame.eval.c2st import _prepared
+
+    small = torch.rand(4, 3, 25, 20, generator=torch.Generator().manual_seed(0))
+    seen = _prepared(small, 64)
+    assert seen.shape == (4, 3, 80, 64)  # the shorter side to 64, the aspect kept
+    expected = torch.nn.functional.interpolate(small, size=(80, 64), mode="bilinear", align_corners=False)
+    assert torch.allclose(seen, (expected - 0.5) * 4)
+    assert _prepared(small).shape == (4, 3, 25, 20) and _prepared(torch.rand(2, 3, 128, 128), 64).shape == (2, 3, 64, 64)
+    with pytest.raises(ValueError, match="min_side must be in"):
+        c2st(small, small, folds=2, min_side=128)
+
+
 # ----------------------------------------------------------------------------- calibration on faces
 
 

@@ -84,6 +84,8 @@ OBJECT_METRICS = (
 TEXTURE_METRICS = ("gram_rel", "swd_rel", "ps", "pixel_mean", "pixel_std", "colour_hist", *C2ST_METRICS, "spectrum", "grid_peak")
 #: textures: the classifier trains on random crops of this fraction of each crop's side
 C2ST_CROP = 0.75
+#: objects: the classifier sees images below this side upsampled to it (frame.eval.c2st)
+C2ST_OBJECT_SIDE = 64
 TEXTURE_SPECTRUM_SEGMENT = 32  # textures: spectra are the mean over tiles of this side (frame.eval.spectra)
 PS_CROPS = 32  # crops per set for the Portilla-Simoncelli distance (its cost grows with their number and area)
 
@@ -246,7 +248,8 @@ class Evaluator:
         if min(len(images), len(real)) < self.c2st_folds:
             return {}  # too few images to cross-validate: the classifier's rows are left out
         result = c2st(images, real, folds=self.c2st_folds, epochs=self.c2st_epochs,
-                      crop=C2ST_CROP if self.kind == "texture" else None, seed=self.seed)
+                      crop=C2ST_CROP if self.kind == "texture" else None, seed=self.seed,
+                      min_side=None if self.kind == "texture" else C2ST_OBJECT_SIDE)
         return {
             "c2st_acc": result.accuracy, "c2st_acc_low": result.accuracy_interval[0],
             "c2st_acc_high": result.accuracy_interval[1], "c2st_auc": result.auc, "c2st_auc_low": result.auc_interval[0],
