@@ -76,6 +76,7 @@ QUICK = ("debug=fast", "model.canvas_size=32")
 #: the metrics shown in the table, in this order, where frame.evaluate gives them
 HEADLINE = ("c2st_acc", "kid", "coverage", "gram_rel", "swd_rel")
 MAX_SIDE = 512
+MIN_SIDE = 320  # figures smaller than this are enlarged (nearest neighbour)
 
 
 def load() -> str:
@@ -122,11 +123,15 @@ def figure(preset: Preset, observed: torch.Tensor, chains: torch.Tensor,
 
 
 def png(grid: torch.Tensor, scale: float) -> bytes:
-    """The figure as PNG bytes, its longer side at most ``MAX_SIDE * scale`` px."""
+    """The figure as PNG bytes, its longer side at most ``MAX_SIDE * scale`` px; a small one (25 px faces) enlarged
+    by a whole factor, each pixel a visible block, so the page shows it at a readable size."""
     image = Image.fromarray(to_uint8(grid))
     longest = max(image.size)
     target = max(32, int(MAX_SIDE * scale))
-    if longest > target:
+    if longest < MIN_SIDE:
+        factor = MIN_SIDE // longest + 1
+        image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+    elif longest > target:
         image = image.resize((round(image.width * target / longest), round(image.height * target / longest)), Image.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)

@@ -33,15 +33,17 @@ def test_upsampling_is_the_data_pipelines():
     assert (upsampled - large).abs().max() <= 1.5 / 255
 
 
-@pytest.mark.parametrize("net_size", [4, 8.5, True, "64"])
+@pytest.mark.parametrize("net_size", [0, 8.5, True, "64"])
 def test_bad_net_size_names_the_key(tiny_extractor, net_size):
     with pytest.raises(ValueError, match="model.energy.net_size"):
         NonStationaryEnergy(tiny_extractor, image_size=8, net_size=net_size)
 
 
-def test_net_size_equal_to_the_image_is_the_plain_model(tiny_extractor):
+@pytest.mark.parametrize("net_size", [8, 4])
+def test_net_size_at_or_below_the_image_is_the_plain_model(tiny_extractor, net_size):
     x = torch.rand(2, 3, 8, 8)
-    plain, same = NonStationaryEnergy(tiny_extractor, image_size=8), NonStationaryEnergy(tiny_extractor, image_size=8, net_size=8)
+    plain, same = NonStationaryEnergy(tiny_extractor, image_size=8), NonStationaryEnergy(tiny_extractor, image_size=8, net_size=net_size)
+    assert same.net_size is None
     for a, b in zip(plain.weights.values(), same.weights.values()):
         assert a.shape == b.shape
     torch.testing.assert_close(plain.features(x)["b"], same.features(x)["b"])

@@ -142,12 +142,13 @@ class NonStationaryEnergy(DeepFrameEnergy):
     Args:
         extractor: frozen filter bank (e.g. ``frame.nets.VGG16Features``).
         image_size: side of the (square) images; fixes the positions x of w_{k,x}.
-        net_size: side at which the filters see the images (bilinear upsampling, as the data
-            pipeline resizes; null: ``image_size``). Images stored at a lower resolution than
-            the filters need (scikit-image's LFW faces are 25 px; conv3_3 sees 40 px) are then
-            modelled at their own resolution: the chains have no finer detail than the data,
-            which the filters would otherwise fill with detail the data lacks. The weights
-            sit on the ``net_size`` maps.
+        net_size: the least side at which the filters see the images: smaller images are
+            upsampled to it (bilinearly, as the data pipeline resizes); images of that side or
+            more, and null, leave the images as they are. Images stored at a lower resolution
+            than the filters need (scikit-image's LFW faces are 25 px; conv3_3 sees 40 px) are
+            then modelled at their own resolution: the chains have no finer detail than the
+            data, which the filters would otherwise fill with detail the data lacks. The
+            weights sit on the maps of the side the filters see.
     """
 
     positional = True
@@ -155,10 +156,10 @@ class NonStationaryEnergy(DeepFrameEnergy):
     def __init__(self, extractor: nn.Module, image_size: int, net_size: int | None = None) -> None:
         super().__init__(extractor)
         self.image_size = int(image_size)
-        if net_size is not None and (isinstance(net_size, bool) or not isinstance(net_size, int) or net_size < self.image_size):
-            raise ValueError(f"model.energy.net_size must be null or an integer >= the image size ({self.image_size}), got {net_size!r}")
-        self.net_size = net_size
-        side = net_size or self.image_size
+        if net_size is not None and (isinstance(net_size, bool) or not isinstance(net_size, int) or net_size < 1):
+            raise ValueError(f"model.energy.net_size must be null or a positive integer (a side in pixels), got {net_size!r}")
+        self.net_size = net_size if net_size is not None and net_size > self.image_size else None
+        side = self.net_size or self.image_size
         for layer in extractor.layers:
             shape = extractor.feature_shape(layer, side, side)
             self.weights[layer] = nn.Parameter(torch.zeros(shape))
