@@ -22,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -29,11 +30,13 @@ from torch import Tensor
 from frame.choices import EMBEDDED_IMAGES
 from frame.data.images import embedded_images, list_images, load_images, to_tensor
 from frame.eval.report import Evaluator, Score, format_table
-from frame.models.base import FrameModel
 from frame.recovery.inpaint import inpaint_image, resize
 from frame.run.checkpoints import load_model
 from frame.scoring import score_images
 from frame.synthesis import canvas_side, draw
+
+if TYPE_CHECKING:
+    from frame.models.base import FrameModel
 
 #: objects need this many reference images (two halves of k + 1 = 6); fewer are texture exemplars
 MIN_OBJECTS = 12

@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
-from frame.eval.report import HIGHER_IS_BETTER, OBJECT_METRICS, TEXTURE_METRICS
+from frame.eval.names import HIGHER_IS_BETTER, OBJECT_METRICS, TEXTURE_METRICS
 from frame.outputs import write_text
 from frame.runs import config_text, overrides, read_metrics, step_images
 

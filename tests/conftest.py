@@ -30,11 +30,15 @@ def pytest_collection_modifyitems(config, items):
     """Keep ``xdist_group`` tests on one worker under pytest 9: pytest-xdist (``--dist loadgroup``) tags a
     grouped test by writing ``item._nodeid``, which pytest 9 no longer reads (the id lives in ``item._id``),
     without this each test of a group goes to any worker and builds the group's shared run again. Copy the tag over;
-    a no-op where pytest reads ``_nodeid`` itself."""
+    a no-op where pytest reads ``_nodeid`` itself. Under xdist, the ``slow`` tests are put first (below)."""
     for item in items:
         tagged = item.__dict__.get("_nodeid")
         if tagged and tagged != item.nodeid and hasattr(item, "_id"):
             item._id = type(item._id).parse(tagged)
+    if hasattr(config, "workerinput"):
+        # a pytest-xdist worker: the workers take ungrouped tests in this order (after the groups), so the
+        # ``slow`` ones start first and none is left running alone at the end while the other cores idle
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 ROOT = Path(__file__).resolve().parents[1]

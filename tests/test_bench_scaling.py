@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_scaling_quick_prints_the_table_and_finite_exponents():
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "scaling.py"), "--quick"], capture_output=True, text=True, env=env, timeout=300)

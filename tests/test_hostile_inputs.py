@@ -187,7 +187,7 @@ def test_a_planted_link_is_replaced_never_written_through(trained, images, tmp_p
         "frame-score": (out / "scores.csv", ["--ckpt", str(ckpt), "--input", str(images), "--out", str(out / "scores.csv")],
                         score.main),
         "frame-eval": (run / "checkpoints" / "last_eval.json", ["--ckpt", str(ckpt), "--data", str(images),
-                                                                "--vgg-source", "random"], frame_eval.main),
+                                                                "--vgg-source", "random", "--no-c2st"], frame_eval.main),
         "frame-inpaint": (out / "images" / "a.png", ["--ckpt", str(ckpt), "--input", str(images), "--mask-size", "4",
                                                      "--out", str(out)], inpaint.main),
         "frame-report": (run / "report.html", [str(run)], report.main),
@@ -211,6 +211,7 @@ def refused_by_sample(path: Path, tmp_path: Path, *fragments: str) -> None:
     assert not (tmp_path / "s.png").exists()
 
 
+@pytest.mark.slow
 def test_a_config_asking_for_more_chains_than_stored_is_refused_before_allocating(good, tmp_path):
     path = edited(good, tmp_path / "many.ckpt",
                   lambda c: c["frame"]["model_config"]["buffer"].update(n_chains=750_000))  # 2.3 GB of chains

@@ -92,6 +92,7 @@ def texture_file(tmp_path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_command_writes_the_samples_and_prints_the_gap(texture_file, tmp_path):
     out = tmp_path / "julesz" / "samples.png"
     done = frame_julesz("--input", str(texture_file), "--out", str(out), "--image-size", "32", "--n", "2",

@@ -69,6 +69,7 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(tmp_path):
     assert torch.isfinite(model.buffer.chains).all()
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_step_it_was_at_and_exits_non_zero(tmp_path):
     # Slurm and Kubernetes send SIGTERM before killing; no regular checkpoint falls in this run
     proc = run_train("debug=fast", "logger=csv", *TINY, "trainer.max_steps=10000", "data.steps_per_epoch=10000",
@@ -88,6 +89,7 @@ def test_sigterm_saves_the_step_it_was_at_and_exits_non_zero(tmp_path):
     assert line.startswith("train.py: error: stopped by SIGTERM") and f"ckpt_path={last}" in line, err[-3000:]
 
 
+@pytest.mark.slow
 def test_unwritable_checkpoint_folder_fails_loudly(tmp_path):
     (tmp_path / "afile").write_text("a file, not a folder: not even root can write under it")
     folder = tmp_path / "afile" / "checkpoints"
@@ -128,6 +130,7 @@ def test_the_next_save_removes_a_killed_writers_temporary_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "last.ckpt"]
 
 
+@pytest.mark.slow
 # -- run folders --------------------------------------------------------------------------------
 def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path):
     procs = [run_train("debug=fast", "logger=csv", *TINY, "trainer.max_steps=1", f"seed={seed}",
@@ -221,6 +224,7 @@ def test_rollback_resumes_from_the_checkpoint_this_run_wrote(tmp_path, caplog):
     assert read_checkpoint(mine / "last.ckpt")["frame"]["model_config"]["sampler"]["step_size"] == cfg.model.sampler.step_size
 
 
+@pytest.mark.slow
 # -- configuration errors name their key ----------------------------------------------------------
 def test_config_error_is_one_line_naming_the_key(tmp_path):
     status, err = finish(run_train("debug=fast", "logger=csv", *TINY, "seed=abc", f"hydra.run.dir={tmp_path}"))

@@ -45,8 +45,12 @@ def embedded(page: str, figure_id: str) -> list[bytes]:
 def test_report_of_a_three_step_run(run):
     with open(run / "csv" / "metrics.csv") as handle:
         assert [row["step"] for row in csv.DictReader(handle) if row.get("eval/kid")] == ["0", "1", "2"]  # the callback logs
-    done = subprocess.run([str(SCRIPTS / "frame-report"), str(run)], capture_output=True, text=True, timeout=300, env=ENV)
+    # -X importtime lists every module the command loads: the page needs no torch (frame.eval.names)
+    done = subprocess.run([sys.executable, "-X", "importtime", str(SCRIPTS / "frame-report"), str(run)], capture_output=True,
+                          text=True, timeout=300, env=ENV)
     assert done.returncode == 0, done.stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "frame.report" in loaded and "torch" not in loaded
     page = (run / "report.html").read_text()
 
     for figure in ("run0-gap", "run0-energy", "run0-eval"):  # curves drawn from metrics.csv

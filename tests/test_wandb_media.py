@@ -1,6 +1,6 @@
 """What W&B receives: the offline run's images and history, read back and compared with the run's files.
 
-One tiny `python train.py ... debug=fast` run (a subprocess, as a user runs it) with W&B offline,
+One tiny run of train.py's config (``debug=fast``, trained in this process) with W&B offline,
 a learned-filter model (so detector maps are drawn too) and the EvalMetrics callback. Then:
 every image in the W&B run is the PNG written on disk at the same step, pixel for pixel (not
 a black 0-1 image), and every metric of metrics.csv is in the W&B history.
@@ -14,8 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,6 @@ from PIL import Image
 
 #: with parallel workers (pytest-xdist), the tests of one trained run share a worker
 pytestmark = pytest.mark.xdist_group("wandb_run")
-ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 32768  # LevelDB log block size
 FILE_HEADER = 7  # ":W&B", magic 0xBEE1, version
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -65,18 +62,16 @@ def wandb_history(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
+    from frame.run import train
+    from tests.test_training import make_cfg
+
     out = tmp_path_factory.mktemp("wandb_run")
     eval_metrics = (
         "++callbacks.eval_metrics={_target_:frame.callbacks.EvalMetrics,every_n_steps:2,n_samples:6,"
         "kind:objects,source:random,min_size:32}"
     )
-    command = [
-        sys.executable, "train.py", "debug=fast", "model=gconvnet", "logger=wandb", "model.buffer.n_chains=6",
-        "callbacks.detector_maps.every_n_steps=1", eval_metrics,
-        f"paths.output_dir={out}", f"hydra.run.dir={out}",
-    ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    train(make_cfg(out, "model=gconvnet", "logger=wandb", "model.buffer.n_chains=6", "callbacks.detector_maps.every_n_steps=1",
+                   eval_metrics))
     return out
 
 

@@ -121,9 +121,9 @@ def file_samples(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
 # ---------------------------------------------------------------------------- reference
 
 
-def reference_images(args: argparse.Namespace, samples: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """The reference images in [0, 1], and where they came from."""
-    from frame.data import ImageDataModule
+def reference_source(args: argparse.Namespace) -> tuple[dict[str, Any], int | None, str]:
+    """The data keys of the reference images, their side (None: the samples' shorter side), and where they
+    come from: --data, else the plain data keys of the run's config, checked before a model or image loads."""
     from frame.runs import data_config, run_of
 
     if args.data is not None:
@@ -131,22 +131,25 @@ def reference_images(args: argparse.Namespace, samples: torch.Tensor) -> tuple[t
         if args.data not in EMBEDDED_IMAGES and not Path(args.data).exists():
             raise FileNotFoundError(2, f"no such file or folder (nor an embedded name: {', '.join(EMBEDDED_IMAGES)})",
                                     args.data)
-        size = args.image_size or min(samples.shape[-2:])
-        where = f"--data {args.data}"
-    else:
-        run_dir = run_of(args.ckpt) if args.ckpt is not None else None
-        if run_dir is None:
-            what = f"{args.ckpt} is not in a run folder (<run>/checkpoints/)" if args.ckpt else "--samples has no run"
-            raise ValueError(f"{what}: give the reference images with --data")
-        source = data_config(run_dir)
-        config_size = source.pop("image_size", None)
-        size = args.image_size or config_size or min(samples.shape[-2:])
-        where = f"the training images of {run_dir} (data.{'root' if 'root' in source else 'embedded'})"
+        return source, args.image_size, f"--data {args.data}"
+    run_dir = run_of(args.ckpt) if args.ckpt is not None else None
+    if run_dir is None:
+        what = f"{args.ckpt} is not in a run folder (<run>/checkpoints/)" if args.ckpt else "--samples has no run"
+        raise ValueError(f"{what}: give the reference images with --data")
+    source = data_config(run_dir)
+    config_size = source.pop("image_size", None)
+    return source, args.image_size or config_size, f"the training images of {run_dir} (data.{'root' if 'root' in source else 'embedded'})"
+
+
+def reference_images(source: dict[str, Any], size: int | None, samples: torch.Tensor) -> torch.Tensor:
+    """The reference images of `source` in [0, 1], at `size` (else the samples' shorter side); grey for grey samples."""
+    from frame.data import ImageDataModule
+
     if is_grey(samples):  # grey chains are judged against grey images
-        source["grayscale"] = True
-    datamodule = ImageDataModule(image_size=size, **source)
+        source = {**source, "grayscale": True}
+    datamodule = ImageDataModule(image_size=size or min(samples.shape[-2:]), **source)
     datamodule.setup()
-    return datamodule.observed_images(), where
+    return datamodule.observed_images()
 
 
 # ---------------------------------------------------------------------------- the command
@@ -179,8 +182,7 @@ def default_out(args: argparse.Namespace) -> Path:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    from frame.eval import NOT_FID, format_table
-    from frame.eval.kind import choose_kind, make_evaluator
+    from frame.run.checkpoints import existing_file  # after parsing: start-up time (frame.cli)
 
     if args.steps is not None and args.ckpt is None:
         raise ValueError("--steps draws fresh samples from a checkpoint: give --ckpt")
@@ -193,10 +195,15 @@ def evaluate(args: argparse.Namespace) -> None:
     if args.data is not None and Path(args.data).exists():
         reads["--data"] = [Path(args.data)]
     check_outputs(reads, files=[out])
+    if args.ckpt is not None:
+        existing_file(args.ckpt)
+    source, size, where = reference_source(args)
+    from frame.eval import NOT_FID, format_table  # after the checks of what the user gave: start-up time (frame.cli)
+    from frame.eval.kind import choose_kind, make_evaluator
 
     began = time.perf_counter()
     samples, made = checkpoint_samples(args) if args.ckpt is not None else file_samples(args)
-    reference, where = reference_images(args, samples)
+    reference = reference_images(source, size, samples)
     kind = choose_kind(args.kind, len(reference))
     more = ": draw more with --steps N --n 64" if args.ckpt is not None else ": give more files"
     features = {"source": args.vgg_source, "batch_size": args.batch_size or 50}

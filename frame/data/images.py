@@ -31,13 +31,15 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from frame.choices import EMBEDDED_IMAGES
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "EMBEDDED_IMAGES",
@@ -368,7 +370,8 @@ def _cover_size(width: int, height: int, target: tuple[int, int]) -> tuple[int, 
 
 def _image_tensor(image: Image.Image, size: tuple[int, int], grayscale: bool) -> torch.Tensor:
     """One PIL image -> float ``[3, H, W]`` in ``[0, 1]``: resize to cover, center-crop."""
-    from torchvision.transforms import v2  # here: checking a path (is_image_file) loads no torchvision
+    import torch  # here and in to_tensor: checking or listing paths (is_image_file) loads neither torch nor torchvision
+    from torchvision.transforms import v2
 
     steps: list[v2.Transform] = [v2.Grayscale(num_output_channels=3)] if grayscale else []
     steps += [
@@ -395,6 +398,8 @@ def to_tensor(
         image_size: output side, or ``(H, W)``.
         grayscale: convert to grey and replicate it into the 3 channels (face sets).
     """
+    import torch
+
     if not images:
         raise ImageDataError("No images to convert to a tensor.")
     size = _size_hw(image_size)

@@ -27,7 +27,6 @@ import warnings
 
 import torch
 from torch import Tensor, nn
-from torchmetrics.image.kid import KernelInceptionDistance
 
 
 class Precomputed(nn.Module):
@@ -57,6 +56,10 @@ def kid(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int | None 
     global random state (training runs stay reproducible). Computed in float32: features
     scaled to about 1 (as ``frame.eval.report`` does) keep its rounding far below the subset std.
     """
+    # here, not at the top: torchmetrics loads torchvision and every metric it has (seconds), and a
+    # command that imports frame.eval without computing KID (frame-eval --samples, frame.load) need not wait
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     _check(real, fake, 4)
     size = subset_size or min(1000, min(len(real), len(fake)) // 2)
     with warnings.catch_warnings():  # "will save all extracted features": they are already in memory

@@ -44,7 +44,7 @@ on the ImageNet VGG-16 whose feature statistics FRAME models are trained to matc
 partly blind to what such a model gets wrong. The pixel rows are not.
 
 A further measure plugs in at one place: its keys go into ``OBJECT_METRICS`` and/or
-``TEXTURE_METRICS`` (the table's order), its raw values into the dicts of
+``TEXTURE_METRICS`` (``frame.eval.names``: the table's order), its raw values into the dicts of
 :meth:`Evaluator._pixels` (one set against real images; it serves the samples, the floor and
 the ceiling alike), and a lower-is-better distance needs nothing else (``HIGHER_IS_BETTER``,
 ``VGG_METRICS`` otherwise). ``frame-eval``'s table and JSON and the ``EvalMetrics`` callback
@@ -63,6 +63,7 @@ from frame.eval.c2st import c2st
 from frame.eval.copies import copy_scores, held_out_distances, nearest_distances
 from frame.eval.distribution import frechet_distance, kid, prdc
 from frame.eval.features import VGGFeatures, as_rgb01
+from frame.eval.names import C2ST_METRICS, HIGHER_IS_BETTER, OBJECT_METRICS, TEXTURE_METRICS, VGG_METRICS
 from frame.eval.pixels import colour_histogram_distance, distinct_count, pixel_moments
 from frame.eval.portilla import PSReference, ps_distance, ps_geometry, ps_reference
 from frame.eval.spectra import GRID_PEAK_BAD, grid_peak, spectrum_distance
@@ -71,17 +72,6 @@ from frame.eval.texture import TextureReference, gram_distance, random_crops, sl
 NOT_FID = "VGG-16 feature distances, not Inception FID: not comparable with published FIDs"
 VGG_NOTE = "VGG*: VGG features the model is trained on (the ImageNet VGG-16 whose statistics FRAME models match)"
 KINDS = ("objects", "texture")
-#: metrics where larger is better; every other one is a distance
-HIGHER_IS_BETTER = frozenset({"precision", "recall", "density", "coverage", "distinct", "copy_ratio"})
-#: metrics computed on VGG-16 features (the table marks them)
-VGG_METRICS = frozenset({"kid", "fd", "precision", "recall", "density", "coverage", "gram_rel", "swd_rel"})
-#: the two-sample classifier's rows (the slow measure)
-C2ST_METRICS = ("c2st_acc", "c2st_auc", "c2st_bits")
-OBJECT_METRICS = (
-    "kid", "fd", "precision", "recall", "density", "coverage", "distinct", "pixel_mean", "pixel_std", "colour_hist",
-    *C2ST_METRICS, "spectrum", "grid_peak", "copies", "copy_ratio",
-)
-TEXTURE_METRICS = ("gram_rel", "swd_rel", "ps", "pixel_mean", "pixel_std", "colour_hist", *C2ST_METRICS, "spectrum", "grid_peak")
 #: textures: the classifier trains on random crops of this fraction of each crop's side
 C2ST_CROP = 0.75
 #: objects: the classifier sees images below this side upsampled to it (frame.eval.c2st)

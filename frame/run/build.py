@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from frame.input_space import network_space
 from frame.nets.vgg import CHECKPOINT_SOURCE
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 
 def instantiate(cfg: Any, **kwargs: Any) -> Any:

@@ -29,19 +29,21 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
-from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from frame.models.base import FrameModel
 from frame.run.build import build_model, recovery_as_buffer, self_contained
 from frame.sampling import fast_bf16
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from frame.models.base import FrameModel
 
 #: what a stored model config may build
 ALLOWED_TARGETS = frozenset({
@@ -121,9 +123,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Loads a checkpoint safely, upgraded to the current format, its config checked, its tensors finite
     and its random states ones torch, numpy and python accept (whoever reads it: a command, a resume, a
     requeue, ``init_from``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
+    path = existing_file(path)
     check_archive(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -147,6 +147,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     check_finite(checkpoint, path)
     check_random_states(checkpoint, path)
     return checkpoint
+
+
+def existing_file(path: str | Path) -> Path:
+    """`path`, or the error a missing checkpoint gives (a command checks it before its other work)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    return path
 
 
 def check_archive(path: Path) -> None:
@@ -413,6 +421,8 @@ def checkpoint_folder(trainer: pl.Trainer) -> Path | None:
 def requeued_checkpoint(trainer: pl.Trainer) -> str | None:
     """Under Slurm, the checkpoint Lightning saved on SIGUSR1 before requeueing the job
     (``<run folder>/hpc_ckpt_<n>.ckpt``, the newest), which it would resume from by itself."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment  # a run has Lightning loaded; a read does not
+
     if not SLURMEnvironment.detect():
         return None
     found = [(int(m.group(1)), path) for path in Path(trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
