@@ -131,10 +131,14 @@ class Race:
 
 
 class Judge:
-    """The eval metric of a job on a batch of chains, against the training images."""
+    """The eval metric of a job on a batch of chains, against the training images.
+
+    Chains smaller than the images (a run on the faces at their own 25 px, judged beside one at
+    64 px) are upsampled to them bilinearly, as the data pipeline and the filters see them.
+    """
 
     def __init__(self, job: Job, images: torch.Tensor, n_chains: int) -> None:
-        self.job = job
+        self.job, self.size = job, tuple(images.shape[-2:])
         n = min(n_chains, len(images) // 2) if job.kind == "objects" else None
         self.evaluator = Evaluator(images, job.kind, n=n)
         self.threshold = job.threshold
@@ -145,6 +149,8 @@ class Judge:
             self.threshold = self.job.threshold * floor[self.job.metric]
 
     def __call__(self, images: torch.Tensor) -> float:
+        if self.job.kind == "objects" and tuple(images.shape[-2:]) != self.size:
+            images = torch.nn.functional.interpolate(images.float(), size=self.size, mode="bilinear", align_corners=False)
         return self.evaluator.raw(images)[self.job.metric]
 
 
@@ -281,12 +287,14 @@ def race_job(name: str, args: argparse.Namespace) -> list[tuple]:
     cap = args.max_minutes if args.max_minutes is not None else job.cap
     cfg = compose_job(job, args.overrides)
     other_cfg = compose_job(job, [*job.paper, *args.overrides]) if args.race == "paper" else cfg
-    data = prepare_data(cfg)
+    # one judge for both runs, at the larger of their image sizes
+    judged = max((cfg, other_cfg), key=lambda c: int(c.data.image_size))
+    data = prepare_data(judged)
     data.setup("fit")
     images = data.observed_images()
     n_chains = min(int(cfg.model.buffer.n_chains), int(other_cfg.model.buffer.n_chains))
     judge = Judge(job, images, n_chains)
-    canvas = int(cfg.model.canvas_size or cfg.model.image_size)
+    canvas = int(judged.model.canvas_size or judged.model.image_size)
     judge.calibrate(torch.rand(max(n_chains, 2), 3, canvas, canvas))
     rows = []
     other = "paper fp32" if args.race == "paper" else "plain fp32"
