@@ -128,8 +128,8 @@ def png(grid: torch.Tensor, scale: float) -> bytes:
     image = Image.fromarray(to_uint8(grid))
     longest = max(image.size)
     target = max(32, int(MAX_SIDE * scale))
-    if longest < MIN_SIDE:
-        factor = MIN_SIDE // longest + 1
+    factor = min(MIN_SIDE // longest + 1, target // longest) if longest < MIN_SIDE else 1
+    if factor > 1:  # within the size the budget allows
         image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
     elif longest > target:
         image = image.resize((round(image.width * target / longest), round(image.height * target / longest)), Image.LANCZOS)

@@ -15,6 +15,9 @@ Initialisations (``init``):
                 thumbnail keeps each face's lighting, so cold starts differ in more than
                 brightness); with ``paired``, chain i starts from image i of the batch (one chain
                 per training image, Section 9) rather than from a random one.
+The first starts of ``data_mean`` and unpaired ``image_mean`` come from all the data module's
+images (``setup``), not from one process's batch, so a run on several processes starts where the
+same run on one does.
 ``reinit_fraction`` re-initialises that fraction of the chains before every iteration
 (1.0 = cold start every iteration, Section 9; 0.0 = pure warm start, Algorithm 1).
 
@@ -94,6 +97,8 @@ class ChainBuffer(nn.Module):
         self.register_buffer("initialised", torch.tensor(False))
         self._generator: torch.Generator | None = None
         self._saved_generator: dict | None = None
+        #: the data module's images in [0, 1] (``setup``): the first starts of ``image_mean`` and ``data_mean``
+        self._images: Tensor | None = None
 
     @property
     def n_chains(self) -> int:
@@ -152,7 +157,7 @@ class ChainBuffer(nn.Module):
     def refresh(self, observed: Tensor, space: InputSpace) -> None:
         """Initialise all chains on first use, then re-initialise `reinit_fraction` of them."""
         if not bool(self.initialised):
-            self.chains.copy_(self.fresh(self.n_chains, observed, space))
+            self.chains.copy_(self.fresh(self.n_chains, self._first_source(observed, space), space))
             self.initialised.fill_(True)
             return
         n = math.ceil(self.reinit_fraction * self.n_chains) if self.reinit_fraction > 0 else 0
@@ -160,6 +165,14 @@ class ChainBuffer(nn.Module):
             return
         idx = torch.randperm(self.n_chains, device=self.chains.device, generator=self.generator(observed.device))[:n]
         self.chains[idx] = self.fresh(n, observed, space, rows=idx)
+
+    def _first_source(self, observed: Tensor, space: InputSpace) -> Tensor:
+        """What the first starts are drawn from: all the data module's images where it holds them
+        (a process's batch is its shard of them: drawn from it, a run on several processes would
+        start elsewhere than the same run on one), else the batch; paired starts take the batch."""
+        if self._images is None or self.paired or self.init not in ("image_mean", "data_mean"):
+            return observed
+        return space.to_input(self._images.to(device=observed.device, dtype=torch.float32))
 
     def _check_paired(self, observed: Tensor) -> None:
         """Paired starts need one observed image per chain; anything else is a config error."""
@@ -179,6 +192,7 @@ class ChainBuffer(nn.Module):
     def setup(self, images: Tensor | None, world_size: int) -> None:
         """Before fitting, with the data module's images (None: it holds none): each of the
         `world_size` processes runs an equal share of the chains."""
+        self._images = images if isinstance(images, Tensor) else None
         self.check_shares(world_size)
 
     def check_shares(self, world_size: int) -> None:

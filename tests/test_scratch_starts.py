@@ -67,3 +67,15 @@ def test_paired_reinit_restarts_each_chain_from_its_own_image():
     restarted = (buffer.chains[:, 0, 0, 0] != 1e3).nonzero().flatten()
     assert len(restarted) == 4
     torch.testing.assert_close(means[restarted], images[restarted, :1].mean(dim=(1, 2, 3)), atol=1e-5, rtol=0)
+
+
+def test_first_unpaired_starts_draw_from_all_images_not_the_batch():
+    """A process's batch is its shard of the images: the first starts come from all of them, so two
+    processes start where one does."""
+    images = blocky(8)
+    space = PixelSpace(channels=1, reference_mean="grey")
+    whole, shard = ChainBuffer(6, (1, 16, 16), init="image_mean"), ChainBuffer(6, (1, 16, 16), init="image_mean")
+    whole.refresh(space.to_input(images), space)
+    shard.setup(images, world_size=2)
+    shard.refresh(space.to_input(images[:4]), space)  # its batch: half of the images
+    torch.testing.assert_close(shard.chains, whole.chains)
