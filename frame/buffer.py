@@ -15,9 +15,9 @@ Initialisations (``init``):
                 thumbnail keeps each face's lighting, so cold starts differ in more than
                 brightness); with ``paired``, chain i starts from image i of the batch (one chain
                 per training image, Section 9) rather than from a random one.
-The first starts of ``data_mean`` and unpaired ``image_mean`` come from all the data module's
-images (``setup``), not from one process's batch, so a run on several processes starts where the
-same run on one does.
+The first starts of persistent ``data_mean`` and unpaired ``image_mean`` chains come from all the
+data module's images (``setup``), not from one process's batch, so a run on several processes
+starts where the same run on one does.
 ``reinit_fraction`` re-initialises that fraction of the chains before every iteration
 (1.0 = cold start every iteration, Section 9; 0.0 = pure warm start, Algorithm 1).
 
@@ -167,10 +167,11 @@ class ChainBuffer(nn.Module):
         self.chains[idx] = self.fresh(n, observed, space, rows=idx)
 
     def _first_source(self, observed: Tensor, space: InputSpace) -> Tensor:
-        """What the first starts are drawn from: all the data module's images where it holds them
-        (a process's batch is its shard of them: drawn from it, a run on several processes would
-        start elsewhere than the same run on one), else the batch; paired starts take the batch."""
-        if self._images is None or self.paired or self.init not in ("image_mean", "data_mean"):
+        """What persistent chains' first starts are drawn from: all the data module's images where it
+        holds them (a process's batch is its shard of them: drawn from it, a run on several processes
+        would start elsewhere than the same run on one), else the batch; paired starts and chains
+        re-initialised every iteration (cold starts) take the batch."""
+        if self._images is None or self.paired or self.reinit_fraction > 0 or self.init not in ("image_mean", "data_mean"):
             return observed
         return space.to_input(self._images.to(device=observed.device, dtype=torch.float32))
 

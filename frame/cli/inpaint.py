@@ -231,7 +231,7 @@ def inpaint(args: argparse.Namespace) -> None:
             holes = resize_mask(missing[None], canvas_side(model))[0]
             rows += [small, torch.where(holes, torch.ones_like(small), small), canvas]
         say(f"{path} -> {target}")
-        del image, missing, recovered  # before the next image is read: one image's floats at a time
+        del image, recovered  # before the next image is read: one image's floats at a time
     write_file(args.out / "grid.png", lambda tmp: save_grid(torch.stack(rows), tmp, nrow=3, padding=2, pad_value=1.0), inputs)
     print(f"wrote {len(items)} recovered images and {args.out / 'grid.png'}")
 
