@@ -49,7 +49,8 @@ EVAL_EVERY_STEP = (
     "max_reference:200,source:random,min_size:32}"
 )
 #: the overrides of the shared run (``small_run``) after ``debug=fast``
-SMALL_RUN = ("logger=csv", "model.buffer.n_chains=6", "model.energy.extractor.layers=[conv1_1]", EVAL_EVERY_STEP)
+SMALL_RUN = ("logger=csv", "model.buffer.n_chains=6", "model.energy.extractor.layers=[conv1_1]", "model.energy.net_size=null",
+             EVAL_EVERY_STEP)
 
 
 class IdentitySpace(InputSpace):

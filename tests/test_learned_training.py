@@ -7,24 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from frame.cli.score import main as score_main
 from frame.run import train
 from frame.run.checkpoints import load_model
-from tests.conftest import CONF_DIR
+from tests.test_training import make_cfg
 
 #: with parallel workers (pytest-xdist), the tests sharing this module's fixtures share a worker
 pytestmark = pytest.mark.xdist_group("learned_training")
 
 TINY_NET = "model.energy.layers=[{filters:4,kernel:3,stride:2}]"
 TWO_LAYERS = "model.energy.layers=[{filters:4,kernel:3,stride:2},{filters:6,kernel:3,stride:2}]"
-
-
-def make_cfg(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=["debug=fast", "logger=csv", f"paths.output_dir={tmp_path}", *overrides])
 
 
 def read_metric(run_dir: Path, key: str) -> list[float]:
