@@ -20,7 +20,7 @@ from frame.scoring import score_images
 pytestmark = pytest.mark.xdist_group("small_run")
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["debug=fast", "logger=csv", "model=nonstationary", "data.image_size=32", "vgg_source=random",
-        "model.energy.extractor.layers=[conv1_1]"]
+        "model.energy.extractor.layers=[conv1_1]", "model.energy.net_size=null"]
 
 
 def readme_example() -> str:

@@ -353,7 +353,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("recovery_run")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[
-            "debug=fast", "logger=csv", f"paths.output_dir={out}", "data.batch_size=2",
+            "debug=fast", "logger=csv", f"paths.output_dir={out}", "data.batch_size=2", "model.energy.net_size=null",
             "model.sampler.precision=fp32", "model.recovery={mask_size: [12, 8], n_masks: 1, placement: random, test_step_size: 0.1}",
         ])
     train(cfg)
@@ -428,7 +428,7 @@ def test_exemplars_start_trains_from_the_data_modules_images_and_frame_inpaint_t
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[
             "debug=fast", "logger=csv", f"paths.output_dir={out}", "data.batch_size=2", "model.sampler.precision=fp32",
-            "model.recovery={mask_size: 12, start: exemplars, test_steps: 2}",
+            "model.energy.net_size=null", "model.recovery={mask_size: 12, start: exemplars, test_steps: 2}",
         ])
     train(cfg)
     ckpt = out / "checkpoints" / "last.ckpt"
