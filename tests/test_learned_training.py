@@ -12,18 +12,13 @@ from PIL import Image
 from frame.cli.score import main as score_main
 from frame.run import train
 from frame.run.checkpoints import load_model
-from tests.test_training import make_cfg
+from tests.test_training import make_cfg, read_metric
 
 #: with parallel workers (pytest-xdist), the tests sharing this module's fixtures share a worker
 pytestmark = pytest.mark.xdist_group("learned_training")
 
 TINY_NET = "model.energy.layers=[{filters:4,kernel:3,stride:2}]"
 TWO_LAYERS = "model.energy.layers=[{filters:4,kernel:3,stride:2},{filters:6,kernel:3,stride:2}]"
-
-
-def read_metric(run_dir: Path, key: str) -> list[float]:
-    with open(run_dir / "csv" / "metrics.csv") as handle:
-        return [float(row[key]) for row in csv.DictReader(handle) if row.get(key)]
 
 
 @pytest.fixture(scope="module")

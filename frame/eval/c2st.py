@@ -17,9 +17,10 @@ How it is run here, for the ~30-500 images per side the paper's experiments cove
 - the net is small (three strided convolutions, about 24k weights; images above 64 px are
   downscaled to it; with ``min_side``, smaller ones are upsampled, bilinearly, to it: objects
   below 64 px, whose every pixel its first strided layer then sees in several positions, a
-  stronger judge of small images than the net at their own size) and trained for a fixed number of epochs of Adam, with random horizontal
-  flips and, when ``crop`` is given (textures), random crops of that fraction of the side
-  (tested on the central crop) as augmentation;
+  stronger judge of small images than the net at their own size) and trained for a fixed
+  number of epochs of Adam, with random horizontal flips and, when ``crop`` is given
+  (textures), random crops of that fraction of the side (tested on the central crop) as
+  augmentation;
 - the result: held-out accuracy with its Wilson 95% interval, the one-sided binomial p-value
   of "accuracy > 1/2", the ROC AUC of the held-out probabilities (sklearn) with the
   Hanley-McNeil (1982) 95% interval, and the held-out information in bits,
