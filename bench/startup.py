@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 from frame.progress import progress_bar  # noqa: E402
 
 COMMANDS = ("frame-sample", "frame-score", "frame-inpaint", "frame-eval", "frame-report", "frame-julesz", "frame-pursuit",
-            "frame-fetch-weights", "frame-classify", "frame-train")
+            "frame-fetch-weights", "frame-classify", "frame-blind", "frame-train")
 HEAVY = ("torch", "pytorch_lightning", "frame.run.checkpoints")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("sample", "score", "inpaint", "eval", "report", "julesz", "pursuit", "fetch_weights", "classify", "train")
+COMMANDS = ("sample", "score", "inpaint", "eval", "report", "julesz", "pursuit", "fetch_weights", "classify", "blind", "train")
 HEAVY = ("torch", "torchvision", "pytorch_lightning", "lightning_fabric", "hydra", "omegaconf", "matplotlib")
 
 PROBE = """
