@@ -142,7 +142,7 @@ def test_priors_and_logz_shift_the_logits_as_biases(tiny_extractor):
 
 
 def test_classifier_refuses_models_that_do_not_share_features(tiny_extractor):
-    from tests.conftest import TinyExtractor
+    from tests.tiny import TinyExtractor
 
     models = category_models(tiny_extractor, 2)
     models["other"] = FrameModel(top_layer(TinyExtractor(seed=5), 0), LangevinSampler(n_steps=1), image_size=8)
