@@ -100,6 +100,8 @@ JOBS = {
 }
 #: --quick: a few tiny iterations on random weights (the mechanism, not a result)
 QUICK = ["vgg_source=random", "data.image_size=32", "model.sampler.n_steps=2", "model.buffer.n_chains=4"]
+#: --quick: the judge on random weights too, with few texture crops
+QUICK_JUDGE = {"source": "random", "n_crops": 8}
 
 
 @dataclass
@@ -137,10 +139,10 @@ class Judge:
     64 px) are upsampled to them bilinearly, as the data pipeline and the filters see them.
     """
 
-    def __init__(self, job: Job, images: torch.Tensor, n_chains: int) -> None:
+    def __init__(self, job: Job, images: torch.Tensor, n_chains: int, **options) -> None:
         self.job, self.size = job, tuple(images.shape[-2:])
         n = min(n_chains, len(images) // 2) if job.kind == "objects" else None
-        self.evaluator = Evaluator(images, job.kind, n=n)
+        self.evaluator = Evaluator(images, job.kind, n=n, **options)
         self.threshold = job.threshold
 
     def calibrate(self, like: torch.Tensor) -> None:
@@ -293,7 +295,7 @@ def race_job(name: str, args: argparse.Namespace) -> list[tuple]:
     data.setup("fit")
     images = data.observed_images()
     n_chains = min(int(cfg.model.buffer.n_chains), int(other_cfg.model.buffer.n_chains))
-    judge = Judge(job, images, n_chains)
+    judge = Judge(job, images, n_chains, **(QUICK_JUDGE if args.quick else {}))
     canvas = int(judged.model.canvas_size or judged.model.image_size)
     judge.calibrate(torch.rand(max(n_chains, 2), 3, canvas, canvas))
     rows = []

@@ -1,32 +1,31 @@
-"""bench/textures.py end to end (``--quick``: brick at 32 px, tiny budgets, random VGG weights) in a subprocess."""
+"""bench/textures.py end to end (its ``main``, in this process; ``--quick``: brick at 32 px, tiny budgets, random VGG weights)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.bench_scripts import bench_module
+
 METHODS = ("exemplar crops", "deep FRAME", "Julesz, VGG", "Julesz, linear", "Portilla-Simoncelli")
 
 
-@pytest.mark.slow  # ~8 s of CPU, most of it the imports of torch, Lightning, Hydra and plenoptic in the subprocess
-def test_quick_run_prints_the_table_and_writes_the_grid(tmp_path):
+@pytest.mark.slow  # a few seconds of CPU, the import of plenoptic among them
+def test_quick_run_prints_the_table_and_writes_the_grid(tmp_path, monkeypatch, capsys):
     grid = tmp_path / "grid.png"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "textures.py"), "--quick", "--vgg-source", "random", "--out", str(tmp_path),
-         "--grid", str(grid), "--data-root", str(tmp_path / "absent")],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    table = [line for line in result.stdout.splitlines() if line.startswith("| brick |")]
+    monkeypatch.chdir(tmp_path)
+    status = bench_module("textures").main(["--quick", "--vgg-source", "random", "--out", str(tmp_path), "--grid", str(grid),
+                                            "--data-root", str(tmp_path / "absent"),
+                                            "--threads", str(torch.get_num_threads())])  # this process keeps its threads
+    out = capsys.readouterr().out
+    assert status == 0, out[-2000:]
+    table = [line for line in out.splitlines() if line.startswith("| brick |")]
     assert [line.split(" | ")[1] for line in table[-len(METHODS):]] == list(METHODS)
-    assert "| texture | method | output | wall s (CPU s) | C2ST acc | PS | Gram | SWD | seam |" in result.stdout
-    assert "brick: cpu_s " in result.stdout  # the winners' line
+    assert "| texture | method | output | wall s (CPU s) | C2ST acc | PS | Gram | SWD | seam |" in out
+    assert "brick: cpu_s " in out  # the winners' line
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["method"] for r in rows] == list(METHODS)
     assert all(0 <= r["c2st_acc"] <= 1 and r["seam"] > 0 for r in rows)

@@ -111,7 +111,7 @@ def test_resuming_a_checkpoint_of_another_energy_names_both():
     from frame.models import FrameModel
     from frame.run.checkpoints import check_resumable
     from frame.sampling import LangevinSampler
-    from tests.conftest import TinyExtractor
+    from tests.tiny import TinyExtractor
 
     model = FrameModel(StationaryEnergy(TinyExtractor()), LangevinSampler(n_steps=1), image_size=8)
     other = {"frame": {"format": 4, "energy": "NonStationaryEnergy", "model_config": {}}, "state_dict": {}}

@@ -148,7 +148,7 @@ def _energy_classes():
 def test_energies_that_say_they_are_linear_in_their_features_are():
     """FrameModel keeps only the observed features' batch mean for these energies: the mean of
     f_l and of the statistics over a batch must then equal those of the mean features."""
-    from tests.conftest import TinyExtractor
+    from tests.tiny import TinyExtractor
 
     linear = [c for c in _energy_classes() if c.linear_in_features]
     assert {c.__name__ for c in linear} == {"NonStationaryEnergy", "StationaryEnergy", "TopLayerEnergy"}

@@ -3,22 +3,10 @@ table naming each, and the size budget kept."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def gallery_module():
-    spec = importlib.util.spec_from_file_location("gallery", ROOT / "bench" / "gallery.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gallery"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+from tests.bench_scripts import bench_module
 
 
 @pytest.mark.slow
@@ -34,7 +22,7 @@ def test_gallery_from_a_tiny_run(tmp_path):
     train(cfg)
     (run / ".hydra").mkdir()
     OmegaConf.save(cfg, run / ".hydra" / "config.yaml")  # what train.py's Hydra writes
-    gallery = gallery_module()
+    gallery = bench_module("gallery")
     out = tmp_path / "gallery"
     status = gallery.main(["--runs", f"brick={run}", f"tiled_texture={run}", "--only", "brick,tiled_texture", "--quick",
                            "--out", str(out), "--budget", "6000"])
@@ -52,5 +40,5 @@ def test_gallery_from_a_tiny_run(tmp_path):
 
 def test_unknown_preset_is_one_error(capsys):
     with pytest.raises(SystemExit) as done:
-        gallery_module().main(["--only", "nonesuch"])
+        bench_module("gallery").main(["--only", "nonesuch"])
     assert done.value.code == 2 and "unknown preset(s) nonesuch" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from frame.energies import StationaryEnergy
 from frame.input_space import caffe_space
 from frame.models import FrameModel
 from frame.sampling import LangevinSampler
-from tests.conftest import TinyExtractor
+from tests.tiny import TinyExtractor
 
 
 def test_observed_features_are_computed_once_per_distinct_batch():

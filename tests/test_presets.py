@@ -15,6 +15,7 @@ from frame.buffer import ChainBuffer
 from frame.run import build_model, train
 from frame.run.checkpoints import load_model
 from tests.conftest import CONF_DIR
+from tests.test_training import make_cfg
 
 PRESETS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 ENERGIES = {"nonstationary": "NonStationaryEnergy", "stationary": "StationaryEnergy",
@@ -43,10 +44,9 @@ def test_every_preset_is_tested():
 def test_preset_composes_and_runs_one_step(preset, tmp_path, image_folder):
     data = compose_train(f"experiment={preset}").data
     root = [] if data.root or data.embedded else [f"data.root={image_folder}"]
-    cfg = compose_train(
-        f"experiment={preset}", "debug=fast", "logger=csv", f"paths.output_dir={tmp_path}", "trainer.max_steps=1",
-        "model.sampler.n_steps=1", *root,
-    )
+    # debug=fast, and the filters at the images' own size as in every tiny run (make_cfg; the default's upsampling
+    # runs end to end in test_training)
+    cfg = make_cfg(tmp_path, f"experiment={preset}", "trainer.max_steps=1", "model.sampler.n_steps=1", *root)
     if cfg.data.get("batch_size"):  # one chain per image of the minibatch
         cfg.data.batch_size = cfg.model.buffer.n_chains
     metrics = train(cfg)

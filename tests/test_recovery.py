@@ -24,7 +24,8 @@ from frame.recovery.masks import RecoveryMasks, fill_missing, square_masks, star
 from frame.run import train
 from frame.run.checkpoints import load_model
 from frame.sampling import LangevinSampler
-from tests.conftest import CONF_DIR, TinyExtractor
+from tests.conftest import CONF_DIR
+from tests.tiny import TinyExtractor
 
 
 # -- masks -------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ def test_a_circular_texture_tiles(tmp_path, padding):
         "model.energy.extractor.layers=[conv1_2,conv2_2]", f"model.energy.extractor.padding={padding}",
         "model.sampler.n_steps=10", "model.sampler.precision=fp32", "model.buffer.n_chains=2",
         "model.optimizer.lr=0.1", "trainer.max_steps=30", "data.steps_per_epoch=30",
+        "callbacks.model_checkpoint.every_n_train_steps=30", "callbacks.sample_grid.every_n_steps=30",  # the last step's only
     ))
     model = load_model(tmp_path / "checkpoints" / "last.ckpt")
     assert model.energy.extractor.padding == padding  # the checkpoint rebuilds the same filters

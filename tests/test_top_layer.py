@@ -142,7 +142,7 @@ def test_priors_and_logz_shift_the_logits_as_biases(tiny_extractor):
 
 
 def test_classifier_refuses_models_that_do_not_share_features(tiny_extractor):
-    from tests.conftest import TinyExtractor
+    from tests.tiny import TinyExtractor
 
     models = category_models(tiny_extractor, 2)
     models["other"] = FrameModel(top_layer(TinyExtractor(seed=5), 0), LangevinSampler(n_steps=1), image_size=8)
@@ -180,8 +180,8 @@ def test_classify_names_a_bad_model_flag_in_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_frame_classify_end_to_end_on_two_trained_checkpoints(tmp_path, capsys):
-    """Two checkpoints of train.py's top_layer config (trained in this process), classified by
-    ``frame-classify`` in a subprocess; the refusal of a lone model by the same ``main`` here."""
+    """Two checkpoints of train.py's top_layer config (trained in this process), classified by frame-classify's
+    ``main`` here (the command as a process: the test above); the refusal of a lone model by the same ``main``."""
     from frame.run import train
     from tests.test_training import make_cfg
 
@@ -199,11 +199,13 @@ def test_frame_classify_end_to_end_on_two_trained_checkpoints(tmp_path, capsys):
                        f"data.root={tmp_path / name}", f"vgg_source={weights}"))
         ckpts[name] = tmp_path / f"run_{name}" / "checkpoints" / "last.ckpt"
     out = tmp_path / "posteriors.csv"
-    result = classify("--model", f"bright={ckpts['bright']}", "--model", f"dark={ckpts['dark']}", "--prior", "bright=1",
-                      "--prior", "dark=3", "--input", str(tmp_path / "bright"), "--input", str(tmp_path / "dark"),
-                      "--ais-temperatures", "3", "--ais-chains", "2", "--out", str(out), "--device", "cpu", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "max |Bayes posterior - softmax" in result.stdout
+    capsys.readouterr()
+    status = main(["--model", f"bright={ckpts['bright']}", "--model", f"dark={ckpts['dark']}", "--prior", "bright=1",
+                   "--prior", "dark=3", "--input", str(tmp_path / "bright"), "--input", str(tmp_path / "dark"),
+                   "--ais-temperatures", "3", "--ais-chains", "2", "--out", str(out), "--device", "cpu"])
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
+    assert "max |Bayes posterior - softmax" in printed.out
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8 and set(rows[0]) == {"input", "path", "predicted", "p_bright", "p_dark", "logit_bright", "logit_dark"}

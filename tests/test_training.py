@@ -51,7 +51,8 @@ def test_stationary_run_on_embedded_texture_lowers_the_gap(tmp_path):
         tmp_path, "model=stationary", "data=texture", "data.image_size=32",
         "model.energy.extractor.layers=[conv1_2,conv2_2]", "model.sampler.n_steps=10",
         "model.sampler.precision=fp32", "model.buffer.n_chains=1", "model.optimizer.lr=0.1",
-        "trainer.max_steps=30", "data.steps_per_epoch=30",
+        "trainer.max_steps=30", "data.steps_per_epoch=30", "callbacks.model_checkpoint.every_n_train_steps=30",
+        "callbacks.sample_grid.every_n_steps=30",
     )
     train(cfg)
     gaps = read_metric(tmp_path, "train/gap_rel")
