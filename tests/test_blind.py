@@ -114,6 +114,7 @@ def test_frame_blind_answers_a_bad_key_or_answer_in_one_line_with_status_two(tmp
         (["--key", str(key)], "give --answer"),
         (["--key", str(broken), "--answer", "1"], "broken.json: not a blind-test key"),
         (["--key", str(tmp_path / "missing.json"), "--answer", "1"], "missing.json: No such file"),
+        (["--key", "/dev/zero", "--answer", "1"], "/dev/zero: not a blind-test key (over"),
         (["--key", str(key), "--answer", "one"], "expected tile numbers"),
     ]:
         assert main(argv) == 2, argv

@@ -81,10 +81,12 @@ def score_answer(args: argparse.Namespace) -> None:
 
     if args.answer is None:
         raise ValueError("--key scores an answer: give --answer with the tiles you call samples, e.g. 3,5,8")
-    if args.key.stat().st_size > MAX_KEY_BYTES:
-        raise ValueError(f"{args.key}: not a blind-test key ({args.key.stat().st_size} bytes)")
+    with open(args.key, "rb") as file:  # at most a little more than a key holds, whatever the file (a device, a pipe)
+        text = file.read(MAX_KEY_BYTES + 1)
+    if len(text) > MAX_KEY_BYTES:
+        raise ValueError(f"{args.key}: not a blind-test key (over {MAX_KEY_BYTES} bytes)")
     try:
-        key = json.loads(args.key.read_text(encoding="utf-8"))
+        key = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{args.key}: not a blind-test key ({err})") from None
     result = score(check_key(key, str(args.key)), args.answer)
