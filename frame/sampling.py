@@ -24,11 +24,10 @@ only the free pixels move: this is the conditional sampling of p(I_M | I_notM; w
 recovery (Section 9).
 
 On CPU, ``sample`` also makes the process reuse freed activation memory between steps
-(``keep_freed_memory``: 10-30% of a step at 128-224 px, paid for with a higher resident
-footprint). Measured and left out (no gain beyond noise, see bench/langevin.py and the notes of
-issue 5): channels-last or bf16 copies of the frozen network's weights, in-place ReLUs, and
-oneDNN's implicit bf16 for fp32 convs (``torch.backends.mkldnn.conv.fp32_precision``, 2x slower
-than autocast here).
+(``keep_freed_memory``: 10-30% of a step at 128-224 px, paid for with a higher resident footprint).
+Measured and left out (no gain beyond noise, see bench/langevin.py): channels-last or bf16 copies of
+the frozen network's weights, in-place ReLUs, and oneDNN's implicit bf16 for fp32 convs
+(``torch.backends.mkldnn.conv.fp32_precision``, 2x slower than autocast here).
 """
 
 from __future__ import annotations
