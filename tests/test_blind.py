@@ -123,3 +123,16 @@ def test_frame_blind_answers_a_bad_key_or_answer_in_one_line_with_status_two(tmp
     done = subprocess.run([sys.executable, "-m", "frame.cli.blind", "--key", str(key), "--answer", "3"], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "frame-blind: error: answer: tiles are numbered 1 to 2, got [3] (--debug shows the traceback)"]
+
+
+def test_frame_eval_points_to_a_person_when_the_classifier_reads_chance():
+    from frame.cli.eval import chance_note
+    from frame.eval.report import Score
+
+    def acc(value, low, high):
+        return {"c2st_acc": Score(value, 0.5, 1.0, interval=(low, high))}
+
+    assert "frame-blind" in chance_note(acc(0.42, 0.31, 0.54))
+    assert "frame-blind" in chance_note(acc(0.62, 0.50, 0.73))  # 1/2 still inside
+    assert chance_note(acc(0.94, 0.85, 0.98)) is None  # told apart: nothing to add
+    assert chance_note({"kid": Score(0.1, 0.0, 1.0)}) is None  # --no-c2st

@@ -20,7 +20,9 @@ Beside them, measures in pixels that owe nothing to VGG-16 (frame.eval.c2st, spe
 copies): c2st_acc and c2st_auc, how well a small convnet trained from scratch tells the
 samples from real images (held out, with a 95% interval; 0.5 = indistinguishable; --no-c2st
 leaves these slow rows out), spectrum and grid_peak (power spectra; a grid shows as a
-grid_peak above 1.5), copies and copy_ratio (near-copies of training images).
+grid_peak above 1.5), copies and copy_ratio (near-copies of training images). Where the
+classifier's interval holds 0.5, a line under the table says that it could not tell, which does
+not say that a person cannot (frame-blind).
 
 Every metric is printed next to its floor (real images against real images) and its
 ceiling (white noise). The VGG rows (marked VGG*) are VGG-16 feature distances (--vgg-source:
@@ -174,6 +176,15 @@ def as_json(results: dict[str, Score]) -> dict[str, dict[str, Any]]:
     }
 
 
+def chance_note(results: dict[str, Score]) -> str | None:
+    """A line for a classifier whose interval holds 1/2: it could not tell, which does not say that nobody can."""
+    score = results.get("c2st_acc")
+    if score is None or score.interval is None or not score.interval[0] <= 0.5 <= score.interval[1]:
+        return None
+    return ("c2st_acc: the classifier could not tell the samples from the reference; a person may still tell them apart "
+            "(what only knowledge of the object shows): frame-blind puts a person in its place (docs/evaluation.md)")
+
+
 def default_out(args: argparse.Namespace) -> Path:
     first = args.ckpt if args.ckpt is not None else args.samples[0]
     if first.is_dir():
@@ -213,6 +224,8 @@ def evaluate(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - began
 
     print(format_table(results, evaluator.setup()))
+    if note := chance_note(results):
+        print(note)
     print(f"samples: {made}; reference: {len(reference)} images, {where}")
     report = {
         "note": NOT_FID,
