@@ -18,7 +18,7 @@ images, else texture (Gram and sliced Wasserstein distances on crops, pixel chec
 
 Beside them, measures in pixels that owe nothing to VGG-16 (frame.eval.c2st, spectra,
 copies): c2st_acc and c2st_auc, how well a small convnet trained from scratch tells the
-samples from real images (held out, with a 95% interval; 0.5 = indistinguishable; --no-c2st
+samples from real images (held out, with a 95% interval; 0.5 = it cannot tell them apart; --no-c2st
 leaves these slow rows out), spectrum and grid_peak (power spectra; a grid shows as a
 grid_peak above 1.5), copies and copy_ratio (near-copies of training images). Where the
 classifier's interval holds 0.5, a line under the table says that it could not tell, which does

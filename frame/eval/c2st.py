@@ -172,7 +172,7 @@ def c2st(
     seed: int = 0,
     min_side: int | None = None,
 ) -> C2STResult:
-    """Held-out accuracy of a convnet telling ``a`` (label 1) from ``b`` (label 0); 1/2 = indistinguishable.
+    """Held-out accuracy of a convnet telling ``a`` (label 1) from ``b`` (label 0); 1/2 = it cannot tell them apart.
 
     Args:
         a, b: image sets ``[N, 1 or 3, H, W]`` in [0, 1] of one size (the larger set is

@@ -28,7 +28,7 @@ pyramid can halve (``frame.eval.portilla``, no VGG), pixel moments, colour histo
 
 Measures outside VGG-16, in pixels (both kinds, after the VGG rows): ``c2st_acc`` and
 ``c2st_auc``, the held-out accuracy and AUC of a convnet trained from scratch to tell the
-samples from real images (``frame.eval.c2st``; with a 95% interval; 1/2 = indistinguishable;
+samples from real images (``frame.eval.c2st``; with a 95% interval; 1/2 = it cannot tell;
 the slow one: ``c2st=False`` leaves it out), and ``c2st_bits``, its held-out information
 (0 at chance, 1 when sure and right on every image: it ranks sets that both read accuracy 1);
 ``spectrum``, the distance of the radially averaged log power spectra, and ``grid_peak``, the samples' power at the periods 2, 4, 8 and
