@@ -32,10 +32,15 @@ def make_grid(images: Tensor, nrow: int = 8, padding: int = 2, pad_value: float 
     rows = math.ceil(n / columns)
     grid = images.new_full((channels, rows * (height + padding) + padding, columns * (width + padding) + padding), pad_value)
     for index, image in enumerate(images):
-        row, column = divmod(index, columns)
-        top, left = row * (height + padding) + padding, column * (width + padding) + padding
+        top, left = cell_origin(index, n, (height, width), nrow, padding)
         grid[:, top : top + height, left : left + width] = image
     return grid
+
+
+def cell_origin(index: int, n: int, size: tuple[int, int], nrow: int = 8, padding: int = 2) -> tuple[int, int]:
+    """``(top, left)`` of image ``index`` of ``n`` (each ``size = (height, width)``) in :func:`make_grid`'s grid."""
+    row, column = divmod(index, min(nrow, n))
+    return row * (size[0] + padding) + padding, column * (size[1] + padding) + padding
 
 
 def to_uint8(grid: Tensor) -> np.ndarray:

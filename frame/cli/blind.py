@@ -50,17 +50,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def make_sheet(args: argparse.Namespace) -> None:
+    from frame.cli.eval import checkpoint_samples, file_samples, reference_images, reference_source, sample_reads
     from frame.run.checkpoints import existing_file  # after parsing: start-up time (frame.cli)
 
     sheet_path, key_path = args.out / "sheet.png", args.out / "key.json"
-    reads = {"--ckpt": [args.ckpt]} if args.ckpt is not None else {"--samples": args.samples}
-    if args.data is not None and Path(args.data).exists():
-        reads["--data"] = [Path(args.data)]
+    reads = sample_reads(args)
     check_outputs(reads, files=[sheet_path, key_path], folder=args.out)
     if args.ckpt is not None:
         existing_file(args.ckpt)
 
-    from frame.cli.eval import checkpoint_samples, file_samples, reference_images, reference_source
     from frame.eval.blind import sheet, shuffle
 
     source, size, where = reference_source(args)

@@ -89,6 +89,14 @@ def is_grey(images: torch.Tensor) -> bool:
     return images.shape[1] == 1 or bool((images.amax(1) - images.amin(1)).max() <= 1 / 255)
 
 
+def sample_reads(args: argparse.Namespace) -> dict[str, list[Path]]:
+    """What the command reads, by flag: --ckpt or --samples, and --data where it names files (not an embedded set)."""
+    reads = {"--ckpt": [args.ckpt]} if args.ckpt is not None else {"--samples": args.samples}
+    if args.data is not None and Path(args.data).exists():
+        reads["--data"] = [Path(args.data)]
+    return reads
+
+
 def checkpoint_samples(args: argparse.Namespace) -> tuple[torch.Tensor, str]:
     """The checkpoint's chains (or fresh ones) as images in [0, 1], and how they were made."""
     import torch  # here and below: after parsing, for start-up time (frame.cli)
@@ -202,9 +210,7 @@ def evaluate(args: argparse.Namespace) -> None:
     if args.image_size is not None and not 8 <= args.image_size <= MAX_IMAGE_SIDE:
         raise ValueError(f"--image-size must be between 8 and {MAX_IMAGE_SIDE}, got {args.image_size}")
     out = args.out or default_out(args)
-    reads = {"--ckpt": [args.ckpt]} if args.ckpt is not None else {"--samples": args.samples}
-    if args.data is not None and Path(args.data).exists():
-        reads["--data"] = [Path(args.data)]
+    reads = sample_reads(args)
     check_outputs(reads, files=[out])
     if args.ckpt is not None:
         existing_file(args.ckpt)

@@ -27,7 +27,7 @@ from scipy import stats
 from torch import Tensor
 
 from frame.eval.c2st import wilson_interval
-from frame.grids import make_grid, to_uint8
+from frame.grids import cell_origin, make_grid, to_uint8
 
 #: tiles are enlarged by whole factors to at least this side (nearest neighbour: no new detail)
 TILE_SIDE = 96
@@ -66,15 +66,11 @@ def sheet(tiles: Tensor) -> Image.Image:
     side = max(tiles.shape[-2:])
     factor = max(1, math.ceil(TILE_SIDE / side))
     big = tiles.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
-    height, width = big.shape[-2:]
-    padding = LABEL_HEIGHT
-    grid = make_grid(big.clamp(0, 1), nrow=COLUMNS, padding=padding, pad_value=1.0)
+    grid = make_grid(big.clamp(0, 1), nrow=COLUMNS, padding=LABEL_HEIGHT, pad_value=1.0)
     image = Image.fromarray(to_uint8(grid))
     draw = ImageDraw.Draw(image)
-    columns = min(COLUMNS, len(tiles))
     for index in range(len(tiles)):
-        row, column = divmod(index, columns)
-        top, left = row * (height + padding) + padding, column * (width + padding) + padding
+        top, left = cell_origin(index, len(tiles), tuple(big.shape[-2:]), COLUMNS, LABEL_HEIGHT)
         draw.text((left, top - LABEL_HEIGHT + 1), str(index + 1), fill=(0, 0, 0))
     return image
 
