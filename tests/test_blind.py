@@ -136,3 +136,7 @@ def test_frame_eval_points_to_a_person_when_the_classifier_reads_chance():
     assert "frame-blind" in chance_note(acc(0.62, 0.50, 0.73))  # 1/2 still inside
     assert chance_note(acc(0.94, 0.85, 0.98)) is None  # told apart: nothing to add
     assert chance_note({"kid": Score(0.1, 0.0, 1.0)}) is None  # --no-c2st
+    face = {"face_auc": Score(0.68, 0.5, 1.0, interval=(0.58, 0.78))}
+    assert "the face judge, which knows faces, did (face_auc)" in chance_note({**acc(0.42, 0.31, 0.54), **face})
+    face = {"face_auc": Score(0.55, 0.5, 1.0, interval=(0.45, 0.65))}
+    assert "a person may still tell" in chance_note({**acc(0.42, 0.31, 0.54), **face})

