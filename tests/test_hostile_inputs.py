@@ -279,13 +279,14 @@ def test_an_image_past_the_pixel_budget_is_one_line_and_takes_no_memory(trained,
 @pytest.mark.slow
 def test_inpaint_holds_its_inputs_as_bytes(trained, tmp_path):
     # every input is read (and checked) before the sampling, then read again one at a time: what
-    # stays per image is its mask as bits. 7 more 4-MP photos would take 336 MB more held as
+    # stays per image is its mask as bits. 14 more 4-MP photos would take 672 MB more held as
     # float32. Blocks above 1 MB are mapped and returned when freed (glibc's default threshold
     # grows, and freed blocks then stay in the heap): the peak measures what is held, not the
     # heap's fragmentation. Both runs recover several images: the first image alone peaks
-    # 100-270 MB lower than any later one (transients that overlap from the second image on).
+    # 100-270 MB lower than any later one (transients that overlap from the second image on), and
+    # a run's peak varies by up to 100 MB from one run to the next (more on a busy machine).
     peaks = {}
-    for n in (2, 9):
+    for n in (2, 16):
         folder = tmp_path / f"photos{n}"
         folder.mkdir()
         for i in range(n):
@@ -296,7 +297,7 @@ def test_inpaint_holds_its_inputs_as_bytes(trained, tmp_path):
                                             MALLOC_MMAP_THRESHOLD_=str(1 << 20))
         assert status == 0, err[-3000:]
         assert Image.open(tmp_path / f"out{n}" / "images" / f"p{n - 1}.png").size == (2000, 2000)
-    assert peaks[9] - peaks[2] < 200 << 20, {n: peak >> 20 for n, peak in peaks.items()}  # float32 would add 336 MB
+    assert peaks[16] - peaks[2] < 300 << 20, {n: peak >> 20 for n, peak in peaks.items()}  # float32 would add 672 MB
 
 
 def billion_laughs(levels: int = 9) -> str:
