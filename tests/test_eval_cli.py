@@ -73,6 +73,7 @@ def test_fresh_samples_against_the_runs_data(run, tmp_path):
     assert report["metrics"]["kid"]["judge"] == "VGG features the model is trained on"
     for name in (*C2ST_METRICS, "spectrum", "grid_peak", "copies", "copy_ratio"):
         assert report["metrics"][name]["judge"] == "pixels", name
+    assert report["metrics"]["face_auc"]["judge"] == "a face detector trained on other faces"
     low, high = report["metrics"]["c2st_acc"]["interval"]
     assert 0 <= low <= report["metrics"]["c2st_acc"]["value"] <= high <= 1
     assert report["metrics"]["copies"]["ceiling"] == 1 and report["metrics"]["grid_peak"]["ceiling"] == 1.5

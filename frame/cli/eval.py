@@ -167,6 +167,10 @@ def reference_images(source: dict[str, Any], size: int | None, samples: torch.Te
 # ---------------------------------------------------------------------------- the command
 
 
+#: the table's judge column, in words
+JUDGES = {"VGG*": "VGG features the model is trained on", "face net": "a face detector trained on other faces"}
+
+
 def as_json(results: dict[str, Score]) -> dict[str, dict[str, Any]]:
     """One entry per metric; nan (a position whose floor equals its ceiling) becomes null."""
     from frame.eval.report import HIGHER_IS_BETTER, judge
@@ -180,7 +184,7 @@ def as_json(results: dict[str, Score]) -> dict[str, dict[str, Any]]:
             "ceiling": number(score.ceiling), "position": number(score.position),
             "better": "higher" if name in HIGHER_IS_BETTER else "lower",
             "interval": None if score.interval is None else [number(x) for x in score.interval],
-            "judge": "VGG features the model is trained on" if judge(name) == "VGG*" else "pixels",
+            "judge": JUDGES.get(judge(name), "pixels"),
         }
         for name, score in results.items()
     }
