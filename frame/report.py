@@ -48,7 +48,7 @@ Series = dict[str, list[tuple[int, float]]]
 
 GAP, ENERGY_OBS, ENERGY_SYN, EVAL, DETECTORS = "train/gap_rel", "train/energy_obs", "train/energy_syn", "eval/", "detectors/"
 #: eval/<metric>_<suffix> keys drawn with their metric, not as curves of their own
-EVAL_SUFFIXES = ("_std", "_floor", "_ceiling")
+EVAL_SUFFIXES = ("_std", "_floor", "_ceiling", "_low", "_high")
 #: panels in the "other metrics" figure, at most
 MAX_OTHER = 12
 
@@ -163,11 +163,13 @@ def energy_figure(runs: dict[str, Series]) -> bytes | None:
 
 
 def eval_names(metrics: Series) -> list[str]:
-    """The eval/<metric> names, in frame.eval's order (``eval/kid_std`` goes with ``eval/kid``;
-    ``eval/pixel_std`` is a metric of its own)."""
+    """The eval/<metric> names, in frame.eval's order (``eval/kid_std`` and the interval ``eval/c2st_acc_low``,
+    ``_high`` go with their metric; ``eval/pixel_std`` is a metric of its own)."""
     names = [key[len(EVAL) :] for key in metrics if key.startswith(EVAL)]
     names = [name for name in names if not any(name.endswith(s) and name[: -len(s)] in names for s in EVAL_SUFFIXES)]
-    order = {name: index for index, name in enumerate(OBJECT_METRICS + TEXTURE_METRICS)}
+    order: dict[str, int] = {}
+    for name in OBJECT_METRICS + TEXTURE_METRICS:  # a name of both kinds keeps its place among the objects'
+        order.setdefault(name, len(order))
     return sorted(names, key=lambda name: (order.get(name, len(order)), name))
 
 
@@ -296,7 +298,7 @@ def quality_rows(run: Path, metrics: Series) -> tuple[list[dict[str, Any]], str]
     for path in reversed(files):
         try:
             found = json.loads(path.read_text())["metrics"]
-            rows = [{"name": str(name), **{key: entry.get(key) for key in ("value", "std", "floor", "ceiling", "better")}}
+            rows = [{"name": str(name), **{key: entry.get(key) for key in ("value", "std", "floor", "ceiling", "better", "interval")}}
                     for name, entry in found.items() if isinstance(entry, dict)]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # a file from elsewhere that is not frame-eval's: the next one, or metrics.csv
@@ -304,8 +306,10 @@ def quality_rows(run: Path, metrics: Series) -> tuple[list[dict[str, Any]], str]
     rows = []
     for name in eval_names(metrics):
         last = {suffix: metrics[EVAL + name + suffix][-1][1] for suffix in ("", *EVAL_SUFFIXES) if metrics.get(EVAL + name + suffix)}
+        interval = [last["_low"], last["_high"]] if "_low" in last and "_high" in last else None
         rows.append({"name": name, "value": last.get(""), "std": last.get("_std"), "floor": last.get("_floor"),
-                     "ceiling": last.get("_ceiling"), "better": "higher" if name in HIGHER_IS_BETTER else "lower"})
+                     "ceiling": last.get("_ceiling"), "better": "higher" if name in HIGHER_IS_BETTER else "lower",
+                     "interval": interval})
     step = max((metrics[EVAL + row["name"]][-1][0] for row in rows if metrics.get(EVAL + row["name"])), default=0)
     return rows, f"csv/metrics.csv, step {step}"
 
@@ -315,7 +319,7 @@ def _cell(x: Any) -> str:
 
 
 def quality_html(rows: list[dict[str, Any]], source: str, table_id: str) -> str:
-    """The quality table: metric, value (+- std), floor, ceiling, position between them."""
+    """The quality table: metric, value (+- std, or [its 95% interval]), floor, ceiling, position between them."""
     if not rows:
         return ('<p class="muted">no quality metrics: run <code>frame-eval --ckpt &lt;run&gt;/checkpoints/last.ckpt</code>, '
                 "or train with callbacks.eval_metrics on</p>")
@@ -325,6 +329,9 @@ def quality_html(rows: list[dict[str, Any]], source: str, table_id: str) -> str:
         numbers = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (value, floor, ceiling))
         position = (value - floor) / (ceiling - floor) if numbers and ceiling != floor else None
         spread_ = f" ± {_cell(std)}" if isinstance(std, (int, float)) and math.isfinite(std) else ""
+        interval = row.get("interval")
+        if isinstance(interval, list) and len(interval) == 2 and all(isinstance(x, (int, float)) for x in interval):
+            spread_ += f" [{interval[0]:.2f}, {interval[1]:.2f}]"
         body.append(f"<tr><td>{html.escape(row['name'])}</td><td>{_cell(value)}{spread_}</td><td>{_cell(floor)}</td>"
                     f"<td>{_cell(ceiling)}</td><td>{_cell(position)}</td><td>{html.escape(str(row.get('better') or ''))}</td></tr>")
     return (f'<table id="{table_id}"><caption class="muted">{html.escape(source)}; position 0 = as good as real images '

@@ -97,18 +97,27 @@ def test_headline_first_config_folded_last(run, tmp_path):
     floor, ceiling = float(rows[-1]["eval/kid_floor"]), float(rows[-1]["eval/kid_ceiling"])
     assert kid and float(kid.group(2)) == pytest.approx(floor, rel=1e-3) and float(kid.group(3)) == pytest.approx(ceiling, rel=1e-3)
     assert "csv/metrics.csv, step 2" in table
+    # an interval goes with its metric (the small run's data are faces, so the face judge ran)
+    assert re.search(r"<tr><td>face_auc</td><td>[0-9.e-]+ \[[0-9.]+, [0-9.]+\]</td>", table), table
+    assert "_low<" not in table and "_high<" not in table
+    names = re.findall(r"<tr><td>([a-z0-9_]+)</td>", table)
+    assert names.index("pixel_mean") < names.index("spectrum") < names.index("copies"), names  # frame-eval's order
 
 
 def test_quality_table_prefers_frame_eval_json_and_shows_any_metric(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    metrics = {"c2st_acc": {"value": 0.75, "std": 0.02, "floor": 0.5, "ceiling": 1.0, "better": "lower"}}
+    metrics = {"c2st_acc": {"value": 0.75, "std": 0.02, "floor": 0.5, "ceiling": 1.0, "better": "lower"},
+               "face_auc": {"value": 0.68, "floor": 0.5, "ceiling": 1.0, "better": "lower", "interval": [0.58, 0.78]},
+               "c2st_auc": {"value": 0.6, "floor": 0.5, "ceiling": 1.0, "interval": ["<script>", 1]}}  # not numbers: left out
     (copy / "checkpoints" / "last_eval.json").write_text(json.dumps({"metrics": metrics}))
     (copy / "checkpoints" / "stray_eval.json").write_text("not json")  # older and unreadable: skipped
     os.utime(copy / "checkpoints" / "stray_eval.json", (0, 0))
     assert main([str(copy)]) == 0
     page = (copy / "report.html").read_text()
     assert re.search(r"<tr><td>c2st_acc</td><td>0.75 ± 0.02</td><td>0.5</td><td>1</td><td>0.5</td><td>lower</td></tr>", page)
+    assert re.search(r"<tr><td>face_auc</td><td>0.68 \[0.58, 0.78\]</td><td>0.5</td><td>1</td><td>0.36</td>", page)
+    assert re.search(r"<tr><td>c2st_auc</td><td>0.6</td>", page) and "<script>" not in page
     assert "frame-eval, checkpoints/last_eval.json" in page and "<td>kid</td>" not in page
 
 
