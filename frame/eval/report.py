@@ -87,6 +87,8 @@ C2ST_CROP = 0.75
 C2ST_OBJECT_SIDE = 64
 TEXTURE_SPECTRUM_SEGMENT = 32  # textures: spectra are the mean over tiles of this side (frame.eval.spectra)
 PS_CROPS = 32  # crops per set for the Portilla-Simoncelli distance (its cost grows with their number and area)
+#: after a failed fetch of the face detector, an ``auto`` face judge tries again only this many seconds later
+QUIET_AFTER_FAILURE = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ class Evaluator:
         c2st_folds, c2st_epochs: the classifier's cross-validation folds and epochs.
         faces: objects: the face judge's row ``face_auc`` (``frame.eval.faces``): ``True``, ``False``, or
             ``"auto"``, on where the detector finds the reference images to be cropped faces (an ``"auto"``
-            judge whose weights cannot be fetched is left out with a warning; ``True`` raises).
+            judge whose weights cannot be fetched is left out with a warning, and tries again a day later; ``True``
+            raises).
     """
 
     def __init__(
@@ -193,7 +196,7 @@ class Evaluator:
         if faces is False:
             return None
         try:
-            net = load_face_net(cache_dir)
+            net = load_face_net(cache_dir, quiet_after_failure=None if faces is True else QUIET_AFTER_FAILURE)
         except WeightsUnavailableError as e:
             if faces is True:
                 raise

@@ -19,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 import zipfile
 
 import torch
 from torch import Tensor, nn
 
 from frame.cache import cache_root
-from frame.nets.weights import PinnedWheel, WeightsUnavailableError, fetch_wheel
+from frame.nets.weights import PinnedWheel, WeightsUnavailableError, _atomic_write, fetch_wheel
 
 WHEEL = PinnedWheel(
     "facenet-pytorch==2.6.0", "facenet_pytorch-2.6.0-py3-none-any.whl",
@@ -79,10 +80,29 @@ def read_member(wheel: str | os.PathLike) -> dict[str, Tensor]:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
-def load_face_net(cache_dir: str | os.PathLike | None = None) -> ONet:
-    """ONet with the pinned weights (fetched once into the cache), frozen, in eval mode."""
+def load_face_net(cache_dir: str | os.PathLike | None = None, quiet_after_failure: float | None = None) -> ONet:
+    """ONet with the pinned weights (fetched once into the cache), frozen, in eval mode.
+
+    ``quiet_after_failure`` (seconds): a fetch that fails leaves a mark in the cache, and for this long after it no
+    other fetch is tried (an offline machine would otherwise wait on pip at every run); None: always try.
+    """
+    root = cache_root(cache_dir)
+    wheel, mark = root / "wheels" / WHEEL.filename, root / "wheels" / (WHEEL.filename + ".failed")
+    if quiet_after_failure is not None and not wheel.is_file() and mark.is_file():
+        if (age := time.time() - mark.stat().st_mtime) < quiet_after_failure:
+            raise WeightsUnavailableError(f"{WHEEL.what} could not be fetched {age / 3600:.1f} h ago ({mark}); "
+                                          "frame-fetch-weights fetches them")
+    try:
+        path = fetch_wheel(root, WHEEL)
+    except WeightsUnavailableError as e:
+        if quiet_after_failure is not None:
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            line = f"{str(e).splitlines()[0]}\n".encode()
+            _atomic_write(mark, lambda f: f.write(line))
+        raise
+    mark.unlink(missing_ok=True)
     net = ONet()
-    net.load_state_dict(read_member(fetch_wheel(cache_root(cache_dir), WHEEL)))  # strict: every key, every shape
+    net.load_state_dict(read_member(path))  # strict: every key, every shape
     return net.eval().requires_grad_(False)
 
 
