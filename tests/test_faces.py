@@ -57,9 +57,9 @@ def test_face_auc_by_hand():
 def test_the_detector_tells_faces_from_other_patches_of_the_same_photographs(net, faces, non_faces):
     assert (face_logits(net, faces) > 0).float().mean() > 0.95
     assert (face_logits(net, non_faces) > 0).float().mean() < 0.1
-    assert looks_like_faces(net, faces) and not looks_like_faces(net, non_faces)
+    assert looks_like_faces(face_logits(net, faces)) and not looks_like_faces(face_logits(net, non_faces))
     brick = to_tensor(embedded_images("brick"), 256)
-    assert not looks_like_faces(net, random_crops(brick, 64, 32, torch.Generator().manual_seed(0)))
+    assert not looks_like_faces(face_logits(net, random_crops(brick, 64, 32, torch.Generator().manual_seed(0))))
 
 
 def test_a_face_and_its_mirror_image_score_alike_and_grey_reads_as_rgb(net, faces):

@@ -8,8 +8,8 @@ classifier (Lopez-Paz and Oquab 2017; the human variant of Zhou et al. 2019, "HY
 benchmark for Human eYe Perceptual Evaluation of generative models"): ``n`` samples and ``n``
 real images drawn at random, shuffled into one sheet of numbered tiles, shown large; the person
 names the tiles they take for samples, and :func:`score` reads the answer against the key as
-:func:`frame.eval.c2st.c2st` reads a net's: accuracy over the ``2 n`` tiles (0.5 =
-indistinguishable), its Wilson 95% interval and the one-sided binomial p-value of "better than
+:func:`frame.eval.c2st.c2st` reads a net's: accuracy over the ``2 n`` tiles (0.5 = the
+person cannot tell them apart), its Wilson 95% interval and the one-sided binomial p-value of "better than
 chance". The key is kept apart from the sheet (a file the person does not open before answering).
 
 A key read back is checked before use (a file from outside may be crafted): its tiles must be

@@ -182,27 +182,26 @@ class Evaluator:
             # copies: every reference image's distance to its nearest other one (a new real image's)
             self._held_out = held_out_distances(self.reference)
             self._typical = float(self._held_out.quantile(0.5))
-        self.face_net = self._face_judge(faces, cache_dir) if kind == "objects" else None
-        if self.face_net is not None:
-            self._real_face_logits = face_logits(self.face_net, self.reference)  # nothing is fit: every image counts
+        self.face_net, self._real_face_logits = self._face_judge(faces, cache_dir) if kind == "objects" else (None, None)
         self._calibration: tuple[dict[str, float], dict[str, float]] | None = None
         self._c2st_calibration: tuple[dict[str, float], dict[str, float]] | None = None
         self._crops_b: Tensor | None = None
         self._texture_b: TextureReference | None = None
         self._ps_b: PSReference | None = None
 
-    def _face_judge(self, faces: bool | str, cache_dir: str | None) -> ONet | None:
-        """The face detector, where the face judge runs (``faces``: see the class)."""
+    def _face_judge(self, faces: bool | str, cache_dir: str | None) -> tuple[ONet | None, Tensor | None]:
+        """The face detector and the reference's logits where the face judge runs (``faces``: see the class), else Nones."""
         if faces is False:
-            return None
+            return None, None
         try:
             net = load_face_net(cache_dir, quiet_after_failure=None if faces is True else QUIET_AFTER_FAILURE)
         except WeightsUnavailableError as e:
             if faces is True:
                 raise
             warnings.warn(f"face_auc is left out: {str(e).splitlines()[0]}", stacklevel=3)
-            return None
-        return net if faces is True or looks_like_faces(net, self.reference) else None
+            return None, None
+        real = face_logits(net, self.reference)  # nothing is fit: every reference image counts
+        return (net, real) if faces is True or looks_like_faces(real) else (None, None)
 
     # ------------------------------------------------------------------ the sets compared
 

